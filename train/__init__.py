@@ -1,0 +1,1 @@
+"""PyTorch training of SimCardioNet (installed as `edgeecg.train`; needs the `train` extra)."""
