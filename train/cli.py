@@ -1,0 +1,96 @@
+"""`edgeecg train`: every TrainConfig field is a flag; a preset fills in what is not given."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import click
+
+from edgeecg.errors import EdgeECGError
+
+from .config import PRESETS, TrainConfig, preset_config
+
+HELP = {
+    "data": "dataset: a folder with one sub-folder per class, or a CSV manifest (file,label)",
+    "out": "run folder to create",
+    "exclude": "listing (folder or CSV) whose images, and their duplicates, are kept out of training; repeatable",
+    "max_per_class": "use at most this many duplicate groups per class (0 = all)",
+    "pretrained": "start the trunk from ImageNet weights if they are already on disk",
+    "channels": "conv_block1..3 output channels, e.g. 1024,512,512",
+    "dropouts": "conv_block1..3 dropout, e.g. 0.05,0.1,0.2",
+    "unfreeze": "progressive unfreezing, PART:EPOCH list; '' trains everything from epoch 1",
+    "cosine_over": "cosine term of the hybrid loss over 'positives' (default) or 'all' pairs (paper's literal eq. 4)",
+    "triplet_margin": "add a triplet loss with this margin (0 = off; the paper uses 0.1)",
+    "dedup_train": "train on one file per duplicate group",
+    "final_epochs": "epochs for the final model (0 = median of the folds' best epochs)",
+    "device": "auto, cpu, cuda or cuda:N",
+}
+
+
+def _option(field: dataclasses.Field):
+    name = field.name.replace("_", "-")
+    help_text = HELP.get(field.name, "")
+    if field.type in ("bool", bool):
+        return click.option(f"--{name}/--no-{name}", field.name, default=None, help=help_text or " ")
+    if field.name == "exclude":
+        return click.option(f"--{name}", field.name, multiple=True, help=help_text)
+    if field.name in ("channels", "dropouts"):
+        return click.option(f"--{name}", field.name, default=None, help=help_text)
+    kind = {"int": int, "float": float, "str": str}[str(field.type)]
+    return click.option(f"--{name}", field.name, type=kind, default=None, help=help_text or " ")
+
+
+def _tuple(text: str | None, kind):
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        raise EdgeECGError(f"expected three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise EdgeECGError(f"expected three comma-separated numbers, got {text!r}")
+    return values
+
+
+def _with_config_options(func):
+    for field in reversed([f for f in dataclasses.fields(TrainConfig) if f.name not in ("dataset",)]):
+        func = _option(field)(func)
+    return func
+
+
+@click.command()
+@click.option("--preset", type=click.Choice(sorted(PRESETS)), default="paper", show_default=True,
+              help="paper (ResNet-50, GPU), edge (mobile trunk, 2 CPU cores < 1 h), tiny (tests)")
+@click.option("--dataset", type=click.Choice(["images", "ptbxl"]), default="images", show_default=True)
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+              help="continue an interrupted run folder with its saved configuration")
+@_with_config_options
+def train(preset: str, dataset: str, resume_dir: Path | None, **options) -> None:
+    """SimCLR pretraining + fine-tuning with progressive unfreezing, under stratified group k-fold CV."""
+    from .run import resume, train as run_training
+
+    if resume_dir is not None:
+        run_dir = resume(resume_dir)
+    else:
+        if dataset == "ptbxl":
+            from .ptbxl_train import train_ptbxl
+
+            run_dir = train_ptbxl(preset, options)
+            click.echo(f"run folder: {run_dir}")
+            return
+        if not options.get("data"):
+            raise EdgeECGError("--data is required (a folder with one sub-folder per class, or a CSV manifest)")
+        options["channels"] = _tuple(options["channels"], int)
+        options["dropouts"] = _tuple(options["dropouts"], float)
+        options["exclude"] = list(options["exclude"]) or None
+        out = Path(options["out"] or f"runs/{preset}")
+        if (out / "config.json").exists():
+            raise EdgeECGError(f"{out} already holds a run; use --resume {out} or another --out")
+        options["out"] = str(out)
+        try:
+            cfg = preset_config(preset, **options)
+        except ValueError as exc:
+            raise EdgeECGError(str(exc)) from None
+        run_dir = run_training(cfg)
+    click.echo(f"run folder: {run_dir}")

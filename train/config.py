@@ -1,0 +1,112 @@
+"""Training configuration: every knob of the recipe, and the named presets.
+
+`paper` is the published recipe (for a GPU); `edge` is sized to train the
+shipped mobile model on 2 CPU cores in under an hour; `tiny` is for tests.
+Any preset value can be overridden from the command line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""
+    dataset: str = "images"  # "images" (class folders / CSV manifest) or "ptbxl"
+    out: str = "runs/run"
+    exclude: list[str] = field(default_factory=list)  # listings whose duplicate groups are held out
+    max_per_class: int = 0  # 0 = all; else at most this many duplicate groups per class (tests)
+    # model
+    trunk: str = "resnet50"
+    pretrained: bool = True  # ImageNet weights, only if already on disk
+    channels: tuple[int, int, int] = (1024, 512, 512)
+    dropouts: tuple[float, float, float] = (0.05, 0.1, 0.2)
+    attention: bool = True
+    heads: int = 8
+    fusion_dim: int = 512
+    projection_dim: int = 128
+    # input
+    input_size: int = 224
+    crop: bool = True
+    crop_margin: float = 0.0
+    # self-supervised pretraining
+    ssl: bool = True
+    ssl_epochs: int = 50
+    ssl_batch: int = 16
+    ssl_lr_backbone: float = 3e-4
+    ssl_wd_backbone: float = 1e-4
+    ssl_lr_head: float = 1e-3
+    ssl_wd_head: float = 1e-5
+    ssl_tmax: int = 50
+    ssl_eta_min: float = 1e-6
+    temperature: float = 0.1
+    cosine_weight: float = 0.1
+    cosine_over: str = "positives"
+    triplet_margin: float = 0.0  # 0 = no triplet loss; the paper's optional value is 0.1
+    # fine-tuning
+    epochs: int = 100
+    batch: int = 8
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    patience: int = 20
+    unfreeze: str = "conv_block3:3,conv_block2:6,all:10"
+    class_weights: bool = False
+    domain_aug: bool = True
+    dedup_train: bool = False  # train on one file per duplicate group
+    final_epochs: int = 0  # 0 = median of the folds' best epochs
+    # evaluation and machinery
+    folds: int = 3
+    seed: int = 42
+    workers: int = 0
+    device: str = "auto"
+
+    def save(self, path: Path) -> None:
+        from edgeecg.atomic import write_text
+
+        write_text(path, json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> "TrainConfig":
+        data = json.loads(Path(path).read_text())
+        return cls(**{f.name: _coerce(f.name, data[f.name]) for f in fields(cls) if f.name in data})
+
+
+def _coerce(name: str, value):
+    return tuple(value) if name in ("channels", "dropouts") else value
+
+
+PRESETS: dict[str, dict] = {
+    "paper": dict(trunk="resnet50"),
+    "edge": dict(
+        trunk="mobilenet_v3_large", channels=(256, 128, 128), heads=4, fusion_dim=128,
+        ssl_epochs=6, ssl_tmax=6, epochs=16, batch=16, patience=6,
+        unfreeze="conv_block3:2,conv_block2:3,all:4", class_weights=True, dedup_train=True,
+    ),
+    "tiny": dict(
+        trunk="mobilenet_v3_small", channels=(32, 16, 16), heads=2, fusion_dim=32, input_size=64,
+        ssl_epochs=1, ssl_tmax=1, ssl_batch=8, epochs=2, batch=8, patience=2, folds=2,
+        unfreeze="conv_block3:1,conv_block2:1,all:2", max_per_class=10, class_weights=True, dedup_train=True,
+    ),
+}
+
+
+def preset_config(name: str, **overrides) -> TrainConfig:
+    """The preset's values with `overrides` (None values are ignored) on top."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
+    return TrainConfig(**{k: _coerce(k, v) for k, v in values.items()})
+
+
+def parse_unfreeze(schedule: str) -> dict[str, int]:
+    """'conv_block3:3,conv_block2:6,all:10' -> {'conv_block3': 3, 'conv_block2': 6, 'all': 10}."""
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in schedule.split(","))):
+        name, _, epoch = item.partition(":")
+        if not epoch.strip().isdigit():
+            raise ValueError(f"bad unfreeze entry {item!r}: expected PART:EPOCH")
+        out[name.strip()] = int(epoch)
+    return out

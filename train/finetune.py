@@ -1,0 +1,135 @@
+"""Supervised fine-tuning: progressive unfreezing, early stopping on validation accuracy, resumable."""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
+
+from .augment import finetune_train
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .loops import CropDataset, autocast, predict_logits, seed_everything
+from .model import MODEL_PARTS, SimCardioNet
+
+ALWAYS_TRAINABLE = ("attention", "fusion", "classifier")  # the "final layers" trained from epoch 1
+SCHEDULED = ("trunk", "conv_block1", "conv_block2", "conv_block3")  # frozen until the schedule says
+
+
+def trainable_parts(epoch: int, schedule: dict[str, int]) -> set[str]:
+    """Parts that train at `epoch` (1-based). An empty schedule trains everything from the start."""
+    if not schedule:
+        return set(MODEL_PARTS)
+    unknown = set(schedule) - set(SCHEDULED) - {"all"}
+    if unknown:
+        raise ValueError(f"unfreeze schedule names unknown part(s) {sorted(unknown)}; use {SCHEDULED} or 'all'")
+    everything = "all" in schedule and epoch >= schedule["all"]
+    return set(ALWAYS_TRAINABLE) | {p for p in SCHEDULED if everything or epoch >= schedule.get(p, 10**9)}
+
+
+def apply_unfreeze_schedule(model: SimCardioNet, epoch: int, schedule: dict[str, int]) -> set[str]:
+    """Set requires_grad per part; frozen parts also stay in eval mode so their BN statistics keep."""
+    parts = trainable_parts(epoch, schedule)
+    for name in MODEL_PARTS:
+        module = getattr(model, name)
+        module.requires_grad_(name in parts)
+        if name not in parts:
+            module.eval()
+    return parts
+
+
+@dataclass
+class FitResult:
+    model: SimCardioNet
+    best_epoch: int
+    best_score: float
+    history: list[dict]
+    seconds: float
+    epochs_run: int
+
+
+def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray, cfg: TrainConfig,
+        schedule: dict[str, int], device: torch.device, checkpoint: Path, log, progress, tag: str,
+        val_images: np.ndarray | None = None, val_labels: np.ndarray | None = None,
+        epochs: int | None = None) -> FitResult:
+    """Fine-tune with the unfreezing schedule; with validation data, keep the best epoch (early stopping)."""
+    n_classes = model.config.num_classes
+    weights = None
+    if cfg.class_weights:
+        counts = np.bincount(train_labels, minlength=n_classes).astype(np.float64)
+        weights = torch.tensor(len(train_labels) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
+    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    epochs = epochs or cfg.epochs
+    history, elapsed, start = [], 0.0, 1
+    best_state, best_score, best_epoch, stale = None, -1.0, 0, 0
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, elapsed, start = state["history"], state["elapsed"], state["epoch"] + 1
+        best_state, best_score, best_epoch, stale = (state["best_state"], state["best_score"],
+                                                     state["best_epoch"], state["stale"])
+        log(f"{tag}: resuming after epoch {state['epoch']}")
+    dataset = CropDataset(train_images, train_labels, finetune_train(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD,
+                                                                     cfg.domain_aug))
+    for epoch in range(start, epochs + 1):
+        if val_images is not None and stale >= cfg.patience:
+            break
+        seed_everything(cfg.seed * 1000 + epoch)
+        loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(dataset) > cfg.batch,
+                            num_workers=cfg.workers)
+        model.train()
+        parts = apply_unfreeze_schedule(model, epoch, schedule)
+        tick, losses, correct, seen = time.perf_counter(), [], 0, 0
+        task = progress.add_task(f"{tag} epoch {epoch}", total=len(loader))
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            with autocast(device):
+                logits = model(x)
+                loss = criterion(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
+            progress.advance(task)
+        progress.remove_task(task)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_acc": correct / max(seen, 1),
+               "trainable": sorted(parts)}
+        if val_images is not None:
+            logits = torch.from_numpy(predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device))
+            targets = torch.from_numpy(val_labels)
+            row["val_loss"] = float(nn.functional.cross_entropy(logits, targets))
+            row["val_acc"] = float((logits.argmax(1) == targets).float().mean())
+            if row["val_acc"] > best_score:
+                best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), row["val_acc"], epoch, 0
+            else:
+                stale += 1
+        row["seconds"] = time.perf_counter() - tick
+        elapsed += row["seconds"]
+        history.append(row)
+        val_text = f", Val Loss: {row['val_loss']:.4f}, Val Acc: {row['val_acc']:.4f}" if "val_acc" in row else ""
+        log(f"{tag} Epoch {epoch}/{epochs}, Loss: {row['train_loss']:.4f}, Acc: {row['train_acc']:.4f}"
+            f"{val_text}, Time: {row['seconds']:.2f}s")
+        save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "epoch": epoch, "history": history, "elapsed": elapsed,
+                                     "best_state": best_state, "best_score": best_score,
+                                     "best_epoch": best_epoch, "stale": stale})
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    else:
+        best_epoch = len(history)
+    model.eval()
+    return FitResult(model, best_epoch, best_score, history, elapsed, len(history))

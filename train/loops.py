@@ -1,0 +1,60 @@
+"""Shared training machinery: device choice, seeding, tensors from cached crops, prediction."""
+
+from __future__ import annotations
+
+import random
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edgeecg.preprocess import normalize
+
+
+def pick_device(requested: str = "auto") -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but no CUDA GPU is available")
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device):
+    """Mixed precision on CUDA (the paper's GTX 1660 setting); plain FP32 on the CPU."""
+    return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+
+
+class CropDataset(Dataset):
+    """Cached uint8 crops (N x S x S x 3) -> augmented float tensors; targets as given."""
+
+    def __init__(self, images: np.ndarray, targets: np.ndarray, transform, views: int = 1):
+        self.images, self.targets, self.transform, self.views = images, targets, transform, views
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        image = torch.from_numpy(self.images[i]).permute(2, 0, 1)  # uint8 CHW
+        if self.views == 1:
+            return self.transform(image), self.targets[i]
+        return tuple(t(image) for t in self.transform), self.targets[i]
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, images: np.ndarray, mean, std, device: torch.device,
+                   batch: int = 32) -> np.ndarray:
+    """Logits for uint8 crops, normalised by the runtime's own `normalize` (no augmentation)."""
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch):
+        x = torch.from_numpy(normalize(images[start:start + batch], mean, std)).to(device)
+        with autocast(device):
+            out.append(model(x).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -1,0 +1,222 @@
+"""The whole SimCardioNet recipe, top to bottom: data -> SSL -> k-fold fine-tuning -> final model.
+
+Everything lands in one run folder: config.json, train.log, metrics.json, timing.json,
+plots, per-fold results, resumable checkpoints and `final_model.pt` for export.
+A run interrupted at any point continues with `edgeecg train --resume RUN_DIR`
+and loses at most the epoch in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+import edgeecg
+from edgeecg.atomic import write_text
+from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
+from edgeecg.errors import EdgeECGError
+
+from .checkpoint import FINAL_MODEL, save_checkpoint
+from .config import TrainConfig, parse_unfreeze
+from .data import ImageTable, group_kfold, load_crops, load_table, one_per_group
+from .evaluate import aggregate_folds, classification_metrics, format_summary, softmax
+from .finetune import fit
+from .loops import pick_device, predict_logits, seed_everything
+from .model import ModelConfig, build_model
+from .plots import plot_confusion, plot_training_curves
+from .ssl import pretrain
+
+
+def limit_groups(table: ImageTable, per_class: int, seed: int) -> ImageTable:
+    """Keep at most `per_class` duplicate groups per class (all their files), chosen with `seed`."""
+    rng = np.random.default_rng(seed)
+    keep_groups: set[int] = set()
+    for c in range(len(table.classes)):
+        groups = np.unique(table.groups[table.labels == c])
+        keep_groups.update(rng.permutation(groups)[:per_class].tolist())
+    return table.subset(np.nonzero(np.isin(table.groups, list(keep_groups)))[0])
+
+
+def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
+    return ModelConfig(num_classes=n_classes, trunk=cfg.trunk, channels=cfg.channels, dropouts=cfg.dropouts,
+                       attention=cfg.attention, heads=cfg.heads, fusion_dim=cfg.fusion_dim,
+                       projection_dim=cfg.projection_dim)
+
+
+class Run:
+    """One run folder and its log."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.dir = Path(cfg.out)
+        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        (self.dir / "folds").mkdir(exist_ok=True)
+        self.console = Console(stderr=True)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TimeRemainingColumn(), console=self.console, transient=True)
+
+    def log(self, message: str) -> None:
+        self.progress.console.print(message, highlight=False, soft_wrap=True)
+        with open(self.dir / "train.log", "a") as fh:
+            fh.write(message + "\n")
+
+    def write_json(self, name: str, data: dict) -> None:
+        write_text(self.dir / name, json.dumps(data, indent=2, default=_jsonable))
+
+
+def _jsonable(value):
+    if isinstance(value, (np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run (or resume) the whole recipe; returns the run folder."""
+    run = Run(cfg)
+    cfg.save(run.dir / "config.json")
+    started = time.perf_counter()
+    device = pick_device(cfg.device)
+    torch.set_float32_matmul_precision("high")
+    seed_everything(cfg.seed)
+    with run.progress:
+        run.log(f"edgeecg {edgeecg.__version__} | device {device} | run folder {run.dir}")
+        table = load_table(cfg.data, cfg.exclude, workers=max(1, cfg.workers))
+        if cfg.max_per_class:
+            table = limit_groups(table, cfg.max_per_class, cfg.seed)
+        counts = ", ".join(f"{c}: {(table.labels == i).sum()}" for i, c in enumerate(table.classes))
+        run.log(f"{len(table)} images in {table.n_groups} duplicate groups ({counts})")
+        task = run.progress.add_task("cropping", total=len(table))
+        images = load_crops(table, cfg.input_size, cfg.crop, cfg.crop_margin, max(1, cfg.workers),
+                            lambda: run.progress.advance(task))
+        run.progress.remove_task(task)
+        splits = group_kfold(table, cfg.folds, cfg.seed)
+        run.log(f"{cfg.folds}-fold stratified group split: no duplicate group spans train and validation")
+        write_text(run.dir / "splits.json", json.dumps(
+            [{"fold": k, "validation": [str(table.items[i].path) for i in va]} for k, (_, va) in enumerate(splits, 1)],
+            indent=1))
+        mcfg = model_config(cfg, len(table.classes))
+        schedule = parse_unfreeze(cfg.unfreeze)
+        distinct = one_per_group(table)
+
+        def train_index(idx: np.ndarray) -> np.ndarray:
+            return idx[np.isin(idx, distinct)] if cfg.dedup_train else idx
+
+        ssl_weights, ssl_seconds, ssl_history = None, 0.0, []
+        if cfg.ssl:
+            model = build_model(mcfg, pretrained=cfg.pretrained).to(device)
+            ssl_history, ssl_seconds = pretrain(model, images[train_index(np.arange(len(table)))], cfg, device,
+                                                run.dir / "checkpoints" / "ssl_last.pt", run.log, run.progress)
+            ssl_weights = {k: v.cpu() for k, v in model.state_dict().items()}
+            if ssl_history:
+                plot_training_curves(ssl_history, run.dir / "ssl_curve.png", "SSL pretraining loss")
+
+        def fresh_model():
+            model = build_model(mcfg, pretrained=cfg.pretrained and ssl_weights is None)
+            if ssl_weights is not None:
+                model.load_state_dict(ssl_weights)
+            return model.to(device)
+
+        folds = []
+        for k, (tr, va) in enumerate(splits, 1):
+            result_file = run.dir / "folds" / f"fold{k}.json"
+            if result_file.is_file():
+                folds.append(json.loads(result_file.read_text()))
+                run.log(f"fold {k}: done earlier, accuracy {folds[-1]['metrics']['accuracy']:.4f}")
+                continue
+            tr = train_index(tr)
+            run.log(f"fold {k}/{cfg.folds}: {len(tr)} training images, {len(va)} validation images "
+                    f"({len(np.unique(table.groups[va]))} groups)")
+            fitted = fit(fresh_model(), images[tr], table.labels[tr], cfg, schedule, device,
+                         run.dir / "checkpoints" / f"fold{k}_last.pt", run.log, run.progress, f"Fold {k}",
+                         images[va], table.labels[va])
+            tick = time.perf_counter()
+            logits = predict_logits(fitted.model, images[va], IMAGENET_MEAN, IMAGENET_STD, device)
+            eval_seconds = time.perf_counter() - tick
+            probs = softmax(logits)
+            va_distinct = va[np.isin(va, distinct)]
+            fold = {
+                "fold": k, "best_epoch": fitted.best_epoch, "epochs_run": fitted.epochs_run,
+                "training_seconds": fitted.seconds, "evaluation_seconds": eval_seconds,
+                "average_epoch_seconds": fitted.seconds / max(fitted.epochs_run, 1),
+                "metrics": classification_metrics(table.labels[va], probs, table.classes),
+                "metrics_distinct_images": classification_metrics(
+                    table.labels[va_distinct], softmax(logits[np.isin(va, distinct)]), table.classes),
+                "history": fitted.history,
+                "validation_logits": logits.tolist(), "validation_labels": table.labels[va].tolist(),
+            }
+            plot_training_curves(fitted.history, run.dir / f"fold{k}_curves.png", f"Fine-tuning, fold {k}")
+            run.write_json(f"folds/fold{k}.json", fold)
+            folds.append(fold)
+            run.log(f"fold {k}: accuracy {fold['metrics']['accuracy']:.4f}, "
+                    f"macro-F1 {fold['metrics']['f1_macro']:.4f} (best epoch {fitted.best_epoch})")
+
+        summary = aggregate_folds([f["metrics"] for f in folds])
+        summary_distinct = aggregate_folds([f["metrics_distinct_images"] for f in folds])
+        plot_confusion(np.array(summary["confusion_matrix_normalized"]["mean"]),
+                       np.array(summary["confusion_matrix_normalized"]["std"]), table.classes,
+                       run.dir / "confusion_matrix.png", f"{cfg.folds}-fold group CV, mean ± std")
+        run.log(format_summary(summary))
+
+        final_epochs = cfg.final_epochs or int(np.median([f["best_epoch"] for f in folds]))
+        all_train = train_index(np.arange(len(table)))
+        run.log(f"final model: {len(all_train)} images, {final_epochs} epochs (median best epoch over folds)")
+        final = fit(fresh_model(), images[all_train], table.labels[all_train], cfg, schedule, device,
+                    run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs)
+        plot_training_curves(final.history, run.dir / "final_curves.png", "Final model (all training data)")
+        contract = ModelContract(
+            classes=table.classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
+            name=f"simcardionet-{cfg.trunk}", model_version=f"{edgeecg.__version__}+{run.dir.name}",
+            trunk=cfg.trunk, train_manifest_sha256=table.subset(all_train).manifest_sha256(),
+            extra={"cv_accuracy_mean": summary["accuracy"]["mean"], "cv_folds": cfg.folds},
+        )
+        save_checkpoint(run.dir / FINAL_MODEL, {
+            "model_config": mcfg.to_dict(), "state_dict": {k: v.cpu() for k, v in final.model.state_dict().items()},
+            "contract": contract.__dict__, "train_config": cfg.__dict__})
+
+        cv_seconds = sum(f["training_seconds"] + f["evaluation_seconds"] for f in folds)
+        total = time.perf_counter() - started
+        timing = {
+            "fold_training_time_seconds": [f["training_seconds"] for f in folds],
+            "average_epoch_time_seconds": float(np.mean([f["average_epoch_seconds"] for f in folds])),
+            "total_cv_time_seconds": cv_seconds,
+            "evaluation_time_seconds": sum(f["evaluation_seconds"] for f in folds),
+            "ssl_time_seconds": ssl_seconds,
+            "ssl_average_epoch_time_seconds": ssl_seconds / max(len(ssl_history), 1),
+            "final_model_training_seconds": final.seconds,
+            "summary": {"ssl_time_seconds": ssl_seconds, "cv_time_seconds": cv_seconds,
+                        "total_time_seconds": total, "average_time_per_fold_seconds": cv_seconds / len(folds),
+                        "this_session_wall_seconds": total},
+            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        }
+        run.write_json("timing.json", timing)
+        run.write_json("metrics.json", {
+            "data": {"source": cfg.data, "images": len(table), "duplicate_groups": table.n_groups,
+                     "classes": table.classes, "train_manifest_sha256": contract.train_manifest_sha256},
+            "mean_std": summary, "mean_std_distinct_images": summary_distinct,
+            "folds": [{k: v for k, v in f.items() if k not in ("validation_logits", "validation_labels")}
+                      for f in folds],
+            "ssl_history": ssl_history, "timing": timing,
+        })
+        run.log(f"SSL time {ssl_seconds:.1f}s | CV time {cv_seconds:.1f}s | total {total:.1f}s | "
+                f"average per fold {cv_seconds / len(folds):.1f}s")
+        run.log(f"wrote {run.dir / 'metrics.json'} and {run.dir / FINAL_MODEL}")
+    return run.dir
+
+
+def resume(run_dir: Path) -> Path:
+    """Continue an interrupted run with the configuration it was started with."""
+    config = Path(run_dir) / "config.json"
+    if not config.is_file():
+        raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
+    cfg = TrainConfig.load(config)
+    cfg.out = str(run_dir)
+    return train(cfg)
+

@@ -1,0 +1,79 @@
+"""SimCLR pretraining: two augmentation pipelines, hybrid loss, AdamW with split lrs, cosine annealing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
+
+from .augment import ssl_moderate, ssl_strong
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .loops import CropDataset, autocast, seed_everything
+from .losses import hybrid_loss
+from .model import SimCardioNet
+
+
+def ssl_optimizer(model: SimCardioNet, cfg: TrainConfig) -> torch.optim.AdamW:
+    """Backbone (everything but the heads) and projection head get their own lr and weight decay."""
+    head = list(model.projection_head.parameters())
+    head_ids = {id(p) for p in head} | {id(p) for p in model.classifier.parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    return torch.optim.AdamW([
+        {"params": backbone, "lr": cfg.ssl_lr_backbone, "weight_decay": cfg.ssl_wd_backbone},
+        {"params": head, "lr": cfg.ssl_lr_head, "weight_decay": cfg.ssl_wd_head},
+    ])
+
+
+def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: torch.device,
+             checkpoint: Path, log, progress) -> tuple[list[dict], float]:
+    """Run (or resume) SSL; returns the per-epoch history and the SSL time in seconds."""
+    optimizer = ssl_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.ssl_tmax, eta_min=cfg.ssl_eta_min)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    history, elapsed, start_epoch = [], 0.0, 1
+    if checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        history, elapsed, start_epoch = state["history"], state["elapsed"], state["epoch"] + 1
+        log(f"resuming SSL after epoch {state['epoch']}")
+    views = (ssl_strong(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD),
+             ssl_moderate(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD))
+    dataset = CropDataset(images, np.zeros(len(images)), views, views=2)
+    triplet = cfg.triplet_margin or None
+    for epoch in range(start_epoch, cfg.ssl_epochs + 1):
+        seed_everything(cfg.seed * 1000 + epoch)
+        loader = DataLoader(dataset, batch_size=cfg.ssl_batch, shuffle=True, drop_last=len(dataset) > cfg.ssl_batch,
+                            num_workers=cfg.workers)
+        model.train()
+        tick, losses = time.perf_counter(), []
+        task = progress.add_task(f"SSL epoch {epoch}", total=len(loader))
+        for (x0, x1), _ in loader:
+            x0, x1 = x0.to(device), x1.to(device)
+            with autocast(device):
+                z0, z1 = model.project(x0), model.project(x1)
+            loss = hybrid_loss(z0.float(), z1.float(), cfg.temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.item())
+            progress.advance(task)
+        progress.remove_task(task)
+        scheduler.step()
+        seconds = time.perf_counter() - tick
+        elapsed += seconds
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": seconds})
+        log(f"SSL Epoch {epoch}/{cfg.ssl_epochs}, Loss: {np.mean(losses):.4f}, Time: {seconds:.2f}s")
+        save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                     "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                     "history": history, "elapsed": elapsed})
+    return history, elapsed
+
