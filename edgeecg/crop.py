@@ -1,0 +1,261 @@
+"""Find and straighten the ECG trace region (the pink/red grid box) of a printout.
+
+The classifier must see the traces, not the report's header, footer or white
+borders (the paper's model learned those as a shortcut). An ECG printout's grid
+is drawn in red/pink ink, which nothing else on the page uses, so the grid box
+is found from colour: a lighting-invariant "pinkness" mask of a downscaled copy,
+closed into one blob, whose convex hull is approximated by a quadrilateral.
+Working on a copy of at most `WORK_SIDE` pixels keeps this to a few ms; the
+corners are mapped back to input pixels. `warp_quad` then removes rotation and
+perspective so phone photos of a page give the same upright crop as a scan.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .errors import EdgeECGError
+
+WORK_SIDE = 640  # longest side of the working copy, in pixels
+# A pixel is "pink" when its red channel exceeds green by this fraction of its
+# brightness (after white balance); green above blue (orange, brown, skin, wood)
+# counts against it, so tables and hands are not mistaken for grid ink.
+PINK_THRESHOLD = 0.035
+ORANGE_PENALTY = 1.5
+MIN_BRIGHTNESS = 60  # darker pixels (ink, deep shadow) carry no usable colour
+MIN_AREA_FRACTION = 0.05  # the grid box covers at least this much of the frame
+MIN_STROKE_FRACTION = 0.15  # a stroke this long (of the longest side) may be outline
+SIDE_BAND = 0.025  # ink this close to a coarse side (of the longest side) belongs to it
+MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per pixel of length
+ANGLE_SEARCH_DEG = 4  # how far a side's true angle may differ from the coarse quad's
+MIN_BORDER_INK = 0.6  # at least this much of the box's border is pink ink ...
+MAX_OUTSIDE_INK = 0.25  # ... and at most this much of a parallel line just outside it
+OUTSIDE_GAP = 3.0  # working-copy pixels between the border and that outside line
+
+
+class NoGridFound(EdgeECGError):
+    """The image holds no recognisable ECG grid, so there is nothing to classify."""
+
+    def __init__(self, message: str = "no ECG grid found") -> None:
+        super().__init__(message)
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    """Accept grayscale (H x W or H x W x 1), BGR and BGRA images."""
+    if image is None or not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+        raise NoGridFound()
+    if image.ndim == 2 or image.shape[2] == 1:
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """Working copy (area-averaged, which also merges the dotted grid) and its scale.
+
+    An integer reduction factor keeps INTER_AREA on its fast path.
+    """
+    h, w = image.shape[:2]
+    factor = -(-max(h, w) // WORK_SIDE)  # ceil
+    if factor <= 1:
+        return image, 1.0
+    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    return small, 1.0 / factor
+
+
+def _paper_white(image: np.ndarray) -> np.ndarray:
+    """Per-channel level of the paper (the 95th percentile), for white balance."""
+    levels = []
+    for channel in range(3):
+        hist = cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel()
+        levels.append(np.searchsorted(np.cumsum(hist), 0.95 * hist.sum()))
+    return np.maximum(np.array(levels, np.float32), 1.0)
+
+
+def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
+    """uint8 mask of pixels tinted like ECG grid ink, robust to shading and colour cast."""
+    white = _paper_white(small_bgr)
+    b, g, r = cv2.split(small_bgr.astype(np.float32) * (white.max() / white))
+    pink = (r - g - ORANGE_PENALTY * np.maximum(g - b, 0)) / np.maximum(r, 1.0)
+    mask = (pink > PINK_THRESHOLD) & (r > MIN_BRIGHTNESS)
+    return mask.astype(np.uint8) * 255
+
+
+def _outline_points(mask: np.ndarray) -> np.ndarray | None:
+    """Pixels of the long pink strokes (the grid box's outline and grid lines).
+
+    Short specks (JPEG colour fringes around black text, stray grid dots) are
+    dropped, so they cannot bend the box; the outline's sides are long.
+    """
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    min_length = MIN_STROKE_FRACTION * max(mask.shape)
+    long = [i for i in range(1, count) if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) >= min_length]
+    if not long:
+        return None
+    ys, xs = np.nonzero(np.isin(labels, long))
+    return np.column_stack([xs, ys]).astype(np.int32)
+
+
+def order_clockwise(points: np.ndarray) -> np.ndarray:
+    """Four points ordered clockwise (in image coordinates) starting at the top-left."""
+    pts = np.asarray(points, np.float32).reshape(4, 2)
+    center = pts.mean(axis=0)
+    angles = np.arctan2(pts[:, 1] - center[1], pts[:, 0] - center[0])
+    pts = pts[np.argsort(angles)]  # y grows downwards, so increasing angle is clockwise
+    start = int(np.argmin(pts.sum(axis=1)))  # top-left: smallest x + y
+    return np.roll(pts, -start, axis=0)
+
+
+def _coarse_quad(points: np.ndarray) -> np.ndarray | None:
+    """Quadrilateral hugging the points' convex hull (may lean on stray specks)."""
+    quad = cv2.approxPolyN(cv2.convexHull(points), 4, ensure_convex=True).reshape(-1, 2)
+    return order_clockwise(quad) if quad.shape == (4, 2) else None
+
+
+def _fit_side(
+    points: np.ndarray, a: np.ndarray, b: np.ndarray, center: np.ndarray, band: float
+) -> np.ndarray | None:
+    """Line (x0, y0, vx, vy) of the outermost long ink stroke along side a->b.
+
+    The coarse side may lean on specks, so the stroke's angle is searched near
+    it (a small Hough transform: the angle whose distance histogram has the
+    sharpest peak). The box outline is the outermost long stroke, so grid lines
+    just inside it and JPEG specks of nearby text do not pull the side.
+    """
+    length = float(np.linalg.norm(b - a))
+    direction = (b - a) / max(length, 1e-6)
+    rel = points - a
+    along = rel @ direction
+    normal = np.array([-direction[1], direction[0]], np.float32)
+    if normal @ (center - a) > 0:
+        normal = -normal  # outwards
+    rel = rel[(np.abs(rel @ normal) < band) & (along > 0.05 * length) & (along < 0.95 * length)]
+    min_support = MIN_SIDE_SUPPORT * length
+    if len(rel) < min_support:
+        return None
+    base = np.arctan2(normal[1], normal[0])
+    angles = base + np.deg2rad(np.linspace(-ANGLE_SEARCH_DEG, ANGLE_SEARCH_DEG, 2 * ANGLE_SEARCH_DEG * 4 + 1))
+    normals = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+    offset = int(np.ceil(band + length * np.sin(np.deg2rad(ANGLE_SEARCH_DEG)))) + 2
+    bins = np.rint(rel @ normals.T).astype(np.int64) + offset  # N x angles, all >= 0
+    width = 2 * offset + 1
+    hist = np.bincount((bins + np.arange(len(angles)) * width).ravel(), minlength=width * len(angles))
+    hist = hist.reshape(len(angles), width)
+    best = int(np.argmax(hist.max(axis=1)))
+    pairs = hist[best, :-1] + hist[best, 1:]  # a stroke may straddle two bins
+    strong = np.nonzero(pairs >= min_support)[0]
+    if len(strong) == 0:
+        return None
+    peak = strong[-1] + 0.5 - offset  # outermost long stroke
+    stroke = rel[np.abs(rel @ normals[best] - peak) <= 1.0] + a
+    vx, vy, x0, y0 = cv2.fitLine(stroke, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
+    return np.array([x0, y0, vx, vy], np.float32)
+
+
+def _intersect(l1: np.ndarray, l2: np.ndarray) -> np.ndarray | None:
+    """Intersection of two lines given as (x0, y0, vx, vy)."""
+    matrix = np.array([[l1[2], -l2[2]], [l1[3], -l2[3]]], np.float64)
+    if abs(np.linalg.det(matrix)) < 1e-6:
+        return None
+    t, _ = np.linalg.solve(matrix, np.array([l2[0] - l1[0], l2[1] - l1[1]], np.float64))
+    return np.array([l1[0] + t * l1[2], l1[1] + t * l1[3]], np.float32)
+
+
+def _refine_quad(points: np.ndarray, quad: np.ndarray, band: float) -> np.ndarray:
+    """Corners from straight lines fitted to each side's ink; a side without enough ink keeps its coarse line."""
+    pts = points.astype(np.float32)
+    center = quad.mean(axis=0)
+    lines = []
+    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+        line = _fit_side(pts, a, b, center, band)
+        if line is None:
+            d = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
+            line = np.array([a[0], a[1], d[0], d[1]], np.float32)
+        lines.append(line)
+    corners = [_intersect(lines[i - 1], lines[i]) for i in range(4)]
+    if any(c is None for c in corners):
+        return quad
+    return np.array(corners, np.float32)
+
+
+def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
+    """Corners (float32 4x2, clockwise from top-left, input pixels) of the ECG grid box.
+
+    Raises NoGridFound when no grid-like pink quadrilateral covers enough of the image.
+    """
+    image = _as_bgr(image_bgr)
+    small, scale = _downscale(image)
+    mask = _pink_mask(small)
+    points = _outline_points(mask)
+    if points is None:
+        raise NoGridFound()
+    quad = _coarse_quad(points)
+    if quad is None or cv2.contourArea(quad) < MIN_AREA_FRACTION * mask.size:
+        raise NoGridFound()
+    quad = _refine_quad(points, quad, SIDE_BAND * max(mask.shape))
+    on_border, outside = _outline_contrast(mask, quad)
+    if on_border < MIN_BORDER_INK or outside > MAX_OUTSIDE_INK:
+        raise NoGridFound()
+    # Pixel centres: small pixel i covers input pixels [i/scale, (i+1)/scale).
+    quad = (quad + 0.5) / scale - 0.5
+    return order_clockwise(quad)
+
+
+def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
+    """(ink on the quad's border, ink just outside it): a box outline is a thin stroke on paper."""
+    center = quad.mean(axis=0)
+    on, off = [], []
+    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
+        n = max(2, int(np.linalg.norm(b - a)))
+        t = np.linspace(0.05, 0.95, n)[:, None]
+        line = a + (b - a) * t
+        normal = np.array([a[1] - b[1], b[0] - a[0]], np.float32) / max(float(np.linalg.norm(b - a)), 1e-6)
+        if normal @ (center - a) > 0:
+            normal = -normal
+
+        def ink(shift: float) -> np.ndarray:
+            xy = np.rint(line + shift * normal).astype(int)
+            inside = (xy[:, 0] >= 0) & (xy[:, 0] < mask.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < mask.shape[0])
+            values = np.zeros(len(xy), bool)
+            values[inside] = mask[xy[inside, 1], xy[inside, 0]] > 0
+            return values
+
+        on.append(ink(-1.0) | ink(0.0) | ink(1.0))
+        off.append(ink(OUTSIDE_GAP) | ink(OUTSIDE_GAP + 1.0))
+    return float(np.concatenate(on).mean()), float(np.concatenate(off).mean())
+
+
+def has_ecg_grid(image_bgr: np.ndarray) -> bool:
+    """True when `find_trace_quad` would succeed (camera capture accepts the frame)."""
+    try:
+        find_trace_quad(image_bgr)
+    except NoGridFound:
+        return False
+    return True
+
+
+def expand_quad(quad: np.ndarray, margin: float) -> np.ndarray:
+    """Grow (or shrink, if negative) a quad about its centre by `margin` of its size."""
+    quad = np.asarray(quad, np.float32).reshape(4, 2)
+    center = quad.mean(axis=0)
+    return (center + (quad - center) * (1.0 + 2.0 * margin)).astype(np.float32)
+
+
+def warp_quad(image_bgr: np.ndarray, quad: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Perspective-corrected, upright copy of the region inside `quad` (clockwise from top-left).
+
+    The output's width and height are the quad's mean opposite side lengths;
+    `margin` expands the quad by that fraction of its size on every side.
+    """
+    src = expand_quad(quad, margin)
+    tl, tr, br, bl = src
+    width = max(1, round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2))
+    height = max(1, round((np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2))
+    dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
+    matrix = cv2.getPerspectiveTransform(src, dst)
+    return cv2.warpPerspective(
+        image_bgr, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
