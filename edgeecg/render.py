@@ -64,8 +64,8 @@ class RenderOptions:
     trace_mm: float = 0.3
     minor_line_mm: float = 0.15
     major_line_mm: float = 0.25
-    minor_bgr: tuple[int, int, int] = (226, 216, 251)
-    major_bgr: tuple[int, int, int] = (200, 185, 245)
+    minor_bgr: tuple[int, int, int] = (236, 232, 248)
+    major_bgr: tuple[int, int, int] = (220, 212, 242)
     border_bgr: tuple[int, int, int] = (180, 170, 238)
     paper_bgr: tuple[int, int, int] = (255, 255, 255)
     rotation_deg: float = 0.0
