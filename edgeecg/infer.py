@@ -1,0 +1,159 @@
+"""Classify one ECG printout image: decode -> crop -> preprocess -> model -> probabilities.
+
+Each stage is timed separately, so a clinic engineer sees where the
+milliseconds go on their device. The stages are the pieces of
+`edgeecg.preprocess.preprocess` called one by one (the tensor is identical),
+so the model is fed exactly what it was validated on.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from time import perf_counter
+from typing import Any, TypedDict
+
+import cv2
+import numpy as np
+
+from .atomic import write_bytes
+from .backends import Backend, file_sha256, probabilities
+from .crop import find_trace_quad, warp_quad
+from .errors import EdgeECGError
+from .imageio import read_image, to_bgr8
+from .preprocess import crop_and_resize, full_frame_quad, normalize
+
+MULTILABEL_THRESHOLD = 0.5
+
+
+class InferenceResult(TypedDict, total=False):
+    """The JSON-ready result of classifying one image (`labels` only for multilabel models)."""
+
+    path: str | None
+    task: str  # "multiclass" or "multilabel"
+    label: str  # most probable class
+    labels: list[str]  # multilabel: every class above MULTILABEL_THRESHOLD
+    probs: dict[str, float]  # class -> probability, most probable first (top-k only when asked)
+    ms: dict[str, float]  # decode, crop, preprocess, model, total
+    crop: list[list[float]]  # region fed to the model: 4 corners in input pixels, clockwise from top-left
+    model: dict[str, str]  # name, version, file, sha256, precision, backend
+    saved_crop: str  # where --save-crop wrote what the model saw
+
+
+def classify_path(
+    path: str | Path,
+    backend: Backend,
+    crop: bool | None = None,
+    save_crop_dir: str | Path | None = None,
+    top_k: int | None = None,
+) -> InferenceResult:
+    """Read an image file and classify it (see `classify_image`)."""
+    start = perf_counter()
+    image = read_image(path)
+    decode_ms = (perf_counter() - start) * 1e3
+    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms)
+
+
+def classify_image(
+    image_bgr: np.ndarray,
+    backend: Backend,
+    crop: bool | None = None,
+    save_crop_dir: str | Path | None = None,
+    top_k: int | None = None,
+) -> InferenceResult:
+    """Classify a decoded image; `crop=None` follows the model's contract, False feeds the whole frame."""
+    return _classify(image_bgr, backend, crop, save_crop_dir, top_k, None, perf_counter(), 0.0)
+
+
+def _classify(
+    image: np.ndarray,
+    backend: Backend,
+    crop: bool | None,
+    save_crop_dir: str | Path | None,
+    top_k: int | None,
+    path: Path | None,
+    start: float,
+    decode_ms: float,
+) -> InferenceResult:
+    contract = backend.contract
+    image = to_bgr8(image)
+    use_crop = contract.crop if crop is None else crop
+
+    t0 = perf_counter()
+    if use_crop:
+        quad = find_trace_quad(image)
+        region = warp_quad(image, quad, margin=contract.crop_margin)
+    else:
+        quad, region = full_frame_quad(image), image
+    t1 = perf_counter()
+    rgb, _ = crop_and_resize(region, contract.input_size, crop=False)
+    batch = normalize(rgb, contract.mean, contract.std)[None]
+    t2 = perf_counter()
+    logits = backend.run(batch)
+    t3 = perf_counter()
+
+    if logits.shape != (1, len(contract.classes)):
+        raise EdgeECGError(
+            f"{backend.path}: model returned shape {tuple(logits.shape)}, "
+            f"its contract lists {len(contract.classes)} classes"
+        )
+    if not np.all(np.isfinite(logits)):
+        raise EdgeECGError(f"{backend.path}: model returned non-finite outputs (NaN/inf)")
+    probs = probabilities(logits, contract)[0]
+    order = np.argsort(-probs, kind="stable")
+    shown = order[:top_k] if top_k else order
+
+    result: InferenceResult = {
+        "path": str(path) if path is not None else None,
+        "task": contract.task,
+        "label": contract.classes[order[0]],
+    }
+    if contract.task == "multilabel":
+        result["labels"] = [contract.classes[i] for i in order if probs[i] > MULTILABEL_THRESHOLD]
+    result["probs"] = {contract.classes[i]: round(float(probs[i]), 6) for i in shown}
+    result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
+    result["model"] = model_info(backend)
+    if save_crop_dir is not None:
+        stem = path.stem if path is not None else f"frame-{int(start * 1e3)}"
+        result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / f"{stem}.png"))
+    end = perf_counter()
+    result["ms"] = {
+        "decode": round(decode_ms, 3),
+        "crop": round((t1 - t0) * 1e3, 3),
+        "preprocess": round((t2 - t1) * 1e3, 3),
+        "model": round((t3 - t2) * 1e3, 3),
+        "total": round((end - start) * 1e3, 3),
+    }
+    return result
+
+
+def save_model_view(rgb: np.ndarray, target: Path) -> Path:
+    """Write what the model saw (the cropped, resized RGB image) as a PNG, atomically."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise EdgeECGError(f"{target}: could not encode the crop as PNG")
+    try:
+        write_bytes(target, encoded.tobytes())
+    except OSError as exc:
+        raise EdgeECGError(f"{target}: cannot write the crop ({exc.strerror})") from None
+    return target
+
+
+def model_info(backend: Backend) -> dict[str, str]:
+    """Which model produced a result, down to the file's hash (for audit trails)."""
+    path = Path(backend.path)
+    stat = path.stat()
+    return {
+        "name": backend.contract.name,
+        "version": backend.contract.model_version,
+        "file": path.name,
+        "sha256": _sha256_cached(str(path.resolve()), stat.st_mtime_ns, stat.st_size),
+        "precision": backend.precision,
+        "backend": backend.name,
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    # keyed on mtime and size, so a model replaced in place is hashed again
+    return file_sha256(path)
