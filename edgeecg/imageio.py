@@ -125,7 +125,7 @@ def _jpeg_size(data: bytes, source: str) -> tuple[int, int]:
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in (0x01,) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
             continue
         (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])

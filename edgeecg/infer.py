@@ -9,6 +9,7 @@ so the model is fed exactly what it was validated on.
 from __future__ import annotations
 
 import functools
+import time
 from pathlib import Path
 from time import perf_counter
 from typing import Any, TypedDict
@@ -114,7 +115,7 @@ def _classify(
     result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
     result["model"] = model_info(backend)
     if save_crop_dir is not None:
-        stem = path.stem if path is not None else f"frame-{int(start * 1e3)}"
+        stem = path.stem if path is not None else time.strftime("frame-%Y%m%d-%H%M%S")
         result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / f"{stem}.png"))
     end = perf_counter()
     result["ms"] = {

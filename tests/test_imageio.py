@@ -101,6 +101,17 @@ def test_cmyk_jpeg_is_accepted(tmp_path, scan):
     assert np.abs(image.astype(int) - scan).mean() < 5
 
 
+def test_jpeg_exif_orientation_is_applied(tmp_path, scan):
+    Image = pytest.importorskip("PIL.Image")
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display", as phones write it
+    Image.fromarray(cv2.cvtColor(scan, cv2.COLOR_BGR2RGB)).save(path, exif=exif.tobytes(), quality=95)
+    image = read_image(path)
+    assert image.shape == (scan.shape[1], scan.shape[0], 3)
+    assert np.abs(image.astype(int) - cv2.rotate(scan, cv2.ROTATE_90_CLOCKWISE)).mean() < 3
+
+
 def _png_with_size(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (its pixel data is never reached)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
