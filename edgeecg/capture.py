@@ -49,8 +49,12 @@ def capture_frame(
     stable_frames: int = 3,
     timeout_s: float = 30.0,
     max_frames: int | None = None,
+    require_grid: bool = True,
 ) -> np.ndarray:
-    """First frame (BGR) of a camera index or video file that is sharp, steady for `stable_frames` and shows a grid."""
+    """First frame (BGR) of a camera index or video file that is sharp, steady for `stable_frames` and shows a grid.
+
+    `require_grid=False` drops the grid test (for `--no-crop`, printouts without a pink grid).
+    """
     camera = _camera_index(source)
     name = f"camera {camera}" if camera is not None else str(source)
     if camera is None and "://" not in str(source) and not Path(source).exists():
@@ -82,6 +86,8 @@ def capture_frame(
             else:
                 run = run + 1 if steady else 1
             if run >= stable_frames:
+                if not require_grid:
+                    return frame
                 grid_checks += 1
                 if has_ecg_grid(frame):
                     return frame

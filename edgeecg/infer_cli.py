@@ -16,10 +16,10 @@ from typing import Callable
 import click
 import cv2
 
+from . import registry
 from .backends import BACKENDS, Backend, open_backend
 from .datasets import is_image
 from .errors import EdgeECGError
-from . import registry
 from .registry import DEFAULT_MODEL, list_models, resolve_model
 
 
@@ -53,7 +53,7 @@ def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, thread
     else:
         failed = _classify_paths(paths, model, options, as_json)
     if failed:
-        sys.exit(1)
+        sys.exit(1)  # not ctx.exit: edgeecg.cli.main runs click with standalone_mode=False, which drops its code
 
 
 @click.command()
@@ -113,7 +113,7 @@ def _classify_camera(source: str, model: Backend, options: dict, as_json: bool) 
     from .capture import capture_frame
     from .infer import classify_image
 
-    frame = capture_frame(source)
+    frame = capture_frame(source, require_grid=options["crop"] is not False)
     try:
         result = classify_image(frame, model, **options)
     except EdgeECGError as exc:

@@ -76,8 +76,10 @@ def test_sharp_steady_frames_without_a_grid_are_refused(tmp_path):
     text = np.full(FRAME[::-1] + (3,), 255, np.uint8)
     for y in range(40, 440, 30):
         cv2.putText(text, "no trace here, only words", (20, y), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 2)
+    video = write_video(tmp_path / "text.avi", [text] * 5)
     with pytest.raises(EdgeECGError, match="showed no ECG grid"):
-        capture_frame(write_video(tmp_path / "text.avi", [text] * 5))
+        capture_frame(video)
+    assert capture_frame(video, require_grid=False).shape == text.shape  # for --no-crop
 
 
 def test_missing_sources_are_clear_errors(tmp_path):
