@@ -57,7 +57,7 @@ def cli() -> None:
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2, never a traceback."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
     except EdgeECGError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
@@ -72,6 +72,7 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Supervised fine-tuning: progressive unfreezing, early stopping on validation accuracy, resumable."""
+"""Supervised fine-tuning: progressive unfreezing, early stopping, resumable.
+
+Multiclass labels (one index per image) train with cross-entropy and stop early
+on validation accuracy; multi-label targets (N x K of 0/1, PTB-XL) train with
+sigmoid + BCE and stop early on validation macro AUC-ROC.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -46,6 +52,33 @@ def apply_unfreeze_schedule(model: SimCardioNet, epoch: int, schedule: dict[str,
     return parts
 
 
+def make_criterion(labels: np.ndarray, n_classes: int, balanced: bool, device: torch.device) -> nn.Module:
+    """Cross-entropy (multiclass) or BCE-with-logits (multi-label), optionally class-balanced."""
+    if labels.ndim == 2:
+        positives = labels.sum(0).astype(np.float64)
+        pos_weight = torch.tensor((len(labels) - positives) / np.maximum(positives, 1), dtype=torch.float32)
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight.to(device) if balanced else None)
+    weights = None
+    if balanced:
+        counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+        weights = torch.tensor(len(labels) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32).to(device)
+    return nn.CrossEntropyLoss(weight=weights)
+
+
+def validation_scores(logits: np.ndarray, labels: np.ndarray, criterion: nn.Module) -> dict:
+    """Validation loss and the early-stopping score: accuracy, or macro AUC-ROC for multi-label targets."""
+    device = next(iter(criterion.buffers()), torch.empty(0)).device
+    logits_t = torch.from_numpy(logits).to(device)
+    if labels.ndim == 2:
+        loss = criterion(logits_t, torch.from_numpy(labels).float().to(device))
+        present = (labels.sum(0) > 0) & (labels.sum(0) < len(labels))
+        auc = roc_auc_score(labels[:, present], logits[:, present], average="macro") if present.any() else 0.0
+        return {"val_loss": float(loss), "val_auc": float(auc), "val_metric": "AUC", "val_score": float(auc)}
+    loss = criterion(logits_t, torch.from_numpy(labels).to(device))
+    acc = float((logits.argmax(1) == labels).mean())
+    return {"val_loss": float(loss), "val_acc": acc, "val_metric": "Acc", "val_score": acc}
+
+
 @dataclass
 class FitResult:
     model: SimCardioNet
@@ -61,12 +94,8 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
         val_images: np.ndarray | None = None, val_labels: np.ndarray | None = None,
         epochs: int | None = None) -> FitResult:
     """Fine-tune with the unfreezing schedule; with validation data, keep the best epoch (early stopping)."""
-    n_classes = model.config.num_classes
-    weights = None
-    if cfg.class_weights:
-        counts = np.bincount(train_labels, minlength=n_classes).astype(np.float64)
-        weights = torch.tensor(len(train_labels) / (n_classes * np.maximum(counts, 1)), dtype=torch.float32)
-    criterion = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None)
+    criterion = make_criterion(train_labels, model.config.num_classes, cfg.class_weights, device)
+    multilabel = train_labels.ndim == 2
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     epochs = epochs or cfg.epochs
@@ -96,31 +125,31 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
             x, y = x.to(device), y.to(device)
             with autocast(device):
                 logits = model(x)
-                loss = criterion(logits.float(), y)
+                loss = criterion(logits.float(), y.float() if multilabel else y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
             losses.append(loss.item())
-            correct += (logits.argmax(1) == y).sum().item()
+            correct += ((logits > 0) == (y > 0.5)).float().mean(1).sum().item() if multilabel else \
+                (logits.argmax(1) == y).sum().item()
             seen += len(y)
             progress.advance(task)
         progress.remove_task(task)
         row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_acc": correct / max(seen, 1),
                "trainable": sorted(parts)}
         if val_images is not None:
-            logits = torch.from_numpy(predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device))
-            targets = torch.from_numpy(val_labels)
-            row["val_loss"] = float(nn.functional.cross_entropy(logits, targets))
-            row["val_acc"] = float((logits.argmax(1) == targets).float().mean())
-            if row["val_acc"] > best_score:
-                best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), row["val_acc"], epoch, 0
+            row.update(validation_scores(predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device),
+                                         val_labels, criterion))
+            if row["val_score"] > best_score:
+                best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), row["val_score"], epoch, 0
             else:
                 stale += 1
         row["seconds"] = time.perf_counter() - tick
         elapsed += row["seconds"]
         history.append(row)
-        val_text = f", Val Loss: {row['val_loss']:.4f}, Val Acc: {row['val_acc']:.4f}" if "val_acc" in row else ""
+        val_text = (f", Val Loss: {row['val_loss']:.4f}, Val {row['val_metric']}: {row['val_score']:.4f}"
+                    if "val_score" in row else "")
         log(f"{tag} Epoch {epoch}/{epochs}, Loss: {row['train_loss']:.4f}, Acc: {row['train_acc']:.4f}"
             f"{val_text}, Time: {row['seconds']:.2f}s")
         save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
