@@ -24,11 +24,18 @@ WORK_SIDE = 640  # longest side of the working copy, in pixels
 PINK_THRESHOLD = 0.035
 ORANGE_PENALTY = 1.5
 MIN_BRIGHTNESS = 60  # darker pixels (ink, deep shadow) carry no usable colour
+LINE_KERNEL = 5  # a black-hat of this size finds lines up to ~3 working pixels wide
+FAINT_DEPTH = 0.04  # a faint line is at least this much darker than the paper beside it ...
+INK_DEPTH = 0.35  # ... and black ink (traces, text) at least this much
+MIN_GRID_PERIOD = 3  # grid line spacing searched, in working pixels ...
+MAX_GRID_PERIOD = 40  # ... (a scan's 5 mm lines are ~10 apart)
 MIN_AREA_FRACTION = 0.05  # the grid box covers at least this much of the frame
 MIN_STROKE_FRACTION = 0.15  # a stroke this long (of the longest side) may be outline
 SIDE_BAND = 0.025  # ink this close to a coarse side (of the longest side) belongs to it
 MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per pixel of length
 ANGLE_SEARCH_DEG = 4  # how far a side's true angle may differ from the coarse quad's
+CONFIDENT_BORDER_INK = 0.9  # a colour outline this complete is taken without trying the grid lines
+MIN_GRID_SCORE = 5.0  # spectral peak / mean power of the grid lines' spacing, both directions
 MIN_BORDER_INK = 0.6  # at least this much of the box's border is pink ink ...
 MAX_OUTSIDE_INK = 0.25  # ... and at most this much of a parallel line just outside it
 OUTSIDE_GAP = 3.0  # working-copy pixels between the border and that outside line
@@ -41,15 +48,17 @@ class NoGridFound(EdgeECGError):
         super().__init__(message)
 
 
-def _as_bgr(image: np.ndarray) -> np.ndarray:
-    """Accept grayscale (H x W or H x W x 1), BGR and BGRA images."""
-    if image is None or not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
+def _as_bgr(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(BGR uint8 image, whether it has colour) from grayscale (H x W or H x W x 1), BGR or BGRA."""
+    if not isinstance(image, np.ndarray) or image.ndim not in (2, 3) or image.size == 0:
         raise NoGridFound()
+    if image.dtype != np.uint8:
+        raise EdgeECGError(f"expected an 8-bit image, got {image.dtype}")
     if image.ndim == 2 or image.shape[2] == 1:
-        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+        return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR), False
     if image.shape[2] == 4:
-        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    return image
+        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image, True
 
 
 def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -75,12 +84,37 @@ def _paper_white(image: np.ndarray) -> np.ndarray:
 
 
 def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
-    """uint8 mask of pixels tinted like ECG grid ink, robust to shading and colour cast."""
+    """uint8 mask of pixels tinted like ECG grid ink, robust to shading and colour cast.
+
+    pink = (R - G - ORANGE_PENALTY * max(G - B, 0)) / R after white balance,
+    computed with OpenCV's saturating arithmetic to stay within a few ms.
+    """
     white = _paper_white(small_bgr)
-    b, g, r = cv2.split(small_bgr.astype(np.float32) * (white.max() / white))
-    pink = (r - g - ORANGE_PENALTY * np.maximum(g - b, 0)) / np.maximum(r, 1.0)
-    mask = (pink > PINK_THRESHOLD) & (r > MIN_BRIGHTNESS)
-    return mask.astype(np.uint8) * 255
+    balanced = cv2.transform(small_bgr, np.diag(white.max() / white).astype(np.float32))
+    b, g, r = cv2.split(balanced)
+    red_minus_green = cv2.subtract(r, g, dtype=cv2.CV_32F)
+    green_over_blue = cv2.subtract(g, b)  # saturates at 0: max(G - B, 0)
+    pink = cv2.addWeighted(red_minus_green, 1.0, green_over_blue, -ORANGE_PENALTY, 0.0, dtype=cv2.CV_32F)
+    tinted = cv2.compare(pink, cv2.multiply(r, PINK_THRESHOLD, dtype=cv2.CV_32F), cv2.CMP_GT)
+    lit = cv2.compare(r, MIN_BRIGHTNESS, cv2.CMP_GT)
+    return cv2.bitwise_and(tinted, lit)
+
+
+def _faint_line_mask(small_bgr: np.ndarray) -> np.ndarray:
+    """uint8 mask of thin, faint lines (grid ink seen without its colour), ignoring black ink.
+
+    Used for grayscale input and when the colour cue is too weak. Thin lines are
+    what a black-hat (closing minus image) finds; dividing by the closing (the
+    local paper level) makes it independent of lighting. Pixels near black ink
+    (traces, text, the header's rules) are dropped, so only grid-like lines stay.
+    """
+    green = small_bgr[:, :, 1]  # grid ink absorbs green most; equals luma for grayscale input
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_KERNEL, LINE_KERNEL))
+    paper = cv2.morphologyEx(green, cv2.MORPH_CLOSE, kernel)
+    depth = cv2.divide(cv2.subtract(paper, green), paper, scale=255, dtype=cv2.CV_8U)  # 255 * bh / paper
+    ink = cv2.dilate(cv2.compare(depth, INK_DEPTH * 255, cv2.CMP_GT), kernel)
+    faint = cv2.compare(depth, FAINT_DEPTH * 255, cv2.CMP_GT)
+    return cv2.bitwise_and(faint, cv2.bitwise_not(ink))
 
 
 def _outline_points(mask: np.ndarray) -> np.ndarray | None:
@@ -92,10 +126,11 @@ def _outline_points(mask: np.ndarray) -> np.ndarray | None:
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_length = MIN_STROKE_FRACTION * max(mask.shape)
-    long = [i for i in range(1, count) if max(stats[i, cv2.CC_STAT_WIDTH], stats[i, cv2.CC_STAT_HEIGHT]) >= min_length]
-    if not long:
+    long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_length
+    long[0] = False  # background
+    if not long.any():
         return None
-    ys, xs = np.nonzero(np.isin(labels, long))
+    ys, xs = np.nonzero(long[labels])
     return np.column_stack([xs, ys]).astype(np.int32)
 
 
@@ -109,10 +144,29 @@ def order_clockwise(points: np.ndarray) -> np.ndarray:
     return np.roll(pts, -start, axis=0)
 
 
+def _largest_inscribed_quad(polygon: np.ndarray) -> np.ndarray:
+    """The four vertices of a convex polygon spanning the largest area (O(n^3), n is small)."""
+    pts = polygon.astype(np.float64)
+    n = len(pts)
+    idx = np.arange(n)
+    d = pts[None, :, :] - pts[:, None, :]  # d[i, j] = P[j] - P[i]
+    tri = 0.5 * np.abs(d[:, None, :, 0] * d[:, :, None, 1] - d[:, None, :, 1] * d[:, :, None, 0])  # [i, k, j]
+    between = ((idx[None, None, :] - idx[:, None, None]) % n) < ((idx[None, :, None] - idx[:, None, None]) % n)
+    between &= idx[None, None, :] != idx[:, None, None]
+    tri = np.where(between, tri, -1.0)
+    best_j = tri.argmax(axis=2)
+    half = tri.max(axis=2)  # best triangle on the i -> k arc
+    total = half + half.T
+    i, k = np.unravel_index(int(np.argmax(total)), total.shape)
+    return pts[[i, best_j[i, k], k, best_j[k, i]]].astype(np.float32)
+
+
 def _coarse_quad(points: np.ndarray) -> np.ndarray | None:
-    """Quadrilateral hugging the points' convex hull (may lean on stray specks)."""
-    quad = cv2.approxPolyN(cv2.convexHull(points), 4, ensure_convex=True).reshape(-1, 2)
-    return order_clockwise(quad) if quad.shape == (4, 2) else None
+    """Largest quadrilateral inside the points' convex hull (may lean on stray specks)."""
+    hull = cv2.approxPolyDP(cv2.convexHull(points), 1.0, True).reshape(-1, 2)
+    if len(hull) < 4:
+        return None
+    return order_clockwise(_largest_inscribed_quad(hull))
 
 
 def _fit_side(
@@ -181,27 +235,42 @@ def _refine_quad(points: np.ndarray, quad: np.ndarray, band: float) -> np.ndarra
     return np.array(corners, np.float32)
 
 
+def _outline_quad(mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(quad, fraction of its border on ink) of the box outlined in `mask`, or None if there is none."""
+    points = _outline_points(mask)
+    if points is None:
+        return None
+    quad = _coarse_quad(points)
+    if quad is None or cv2.contourArea(quad) < MIN_AREA_FRACTION * mask.size:
+        return None
+    quad = _refine_quad(points, quad, SIDE_BAND * max(mask.shape))
+    if not cv2.isContourConvex(quad) or cv2.contourArea(quad) < MIN_AREA_FRACTION * mask.size:
+        return None
+    on_border, outside = _outline_contrast(mask, quad)
+    if on_border < MIN_BORDER_INK or outside > MAX_OUTSIDE_INK:
+        return None
+    return quad, on_border
+
+
 def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     """Corners (float32 4x2, clockwise from top-left, input pixels) of the ECG grid box.
 
-    Raises NoGridFound when no grid-like pink quadrilateral covers enough of the image.
+    The box is first sought from the colour of its outline; when that outline is
+    not crisp (grayscale input, a blurred or small photo) the faint grid lines
+    themselves are used. Either way the region must hold a regular grid.
+    Raises NoGridFound when no such box covers enough of the image.
     """
-    image = _as_bgr(image_bgr)
+    image, colour = _as_bgr(image_bgr)
     small, scale = _downscale(image)
-    mask = _pink_mask(small)
-    points = _outline_points(mask)
-    if points is None:
-        raise NoGridFound()
-    quad = _coarse_quad(points)
-    if quad is None or cv2.contourArea(quad) < MIN_AREA_FRACTION * mask.size:
-        raise NoGridFound()
-    quad = _refine_quad(points, quad, SIDE_BAND * max(mask.shape))
-    on_border, outside = _outline_contrast(mask, quad)
-    if on_border < MIN_BORDER_INK or outside > MAX_OUTSIDE_INK:
+    lines = _faint_line_mask(small)
+    found = _outline_quad(_pink_mask(small)) if colour else None
+    if found is None or found[1] < CONFIDENT_BORDER_INK:
+        candidates = [c for c in (found, _outline_quad(lines)) if c is not None]
+        found = max(candidates, key=lambda c: c[1]) if candidates else None
+    if found is None or _grid_score(lines, found[0]) < MIN_GRID_SCORE:
         raise NoGridFound()
     # Pixel centres: small pixel i covers input pixels [i/scale, (i+1)/scale).
-    quad = (quad + 0.5) / scale - 0.5
-    return order_clockwise(quad)
+    return order_clockwise((found[0] + 0.5) / scale - 0.5)
 
 
 def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
@@ -226,6 +295,29 @@ def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]
         on.append(ink(-1.0) | ink(0.0) | ink(1.0))
         off.append(ink(OUTSIDE_GAP) | ink(OUTSIDE_GAP + 1.0))
     return float(np.concatenate(on).mean()), float(np.concatenate(off).mean())
+
+
+def _periodicity(profile: np.ndarray) -> float:
+    """Strongest spectral peak of a 1-D profile over its mean power (grid lines repeat, noise does not)."""
+    n = len(profile)
+    power = np.abs(np.fft.rfft(profile - profile.mean())) ** 2
+    band = power[max(1, n // MAX_GRID_PERIOD): n // MIN_GRID_PERIOD + 1]
+    if len(band) < 4 or band.mean() <= 0:
+        return 0.0
+    return float(band.max() / band.mean())
+
+
+def _grid_score(lines: np.ndarray, quad: np.ndarray) -> float:
+    """How regularly faint lines repeat across and down the upright region (the weaker direction)."""
+    tl, tr, br, bl = quad
+    width = int(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl)))
+    height = int(max(np.linalg.norm(bl - tl), np.linalg.norm(br - tr)))
+    if width < 4 * MIN_GRID_PERIOD or height < 4 * MIN_GRID_PERIOD:
+        return 0.0
+    dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
+    upright = cv2.warpPerspective(lines, cv2.getPerspectiveTransform(quad, dst), (width, height), flags=cv2.INTER_NEAREST)
+    inner = upright[height // 20: -height // 20 or None, width // 20: -width // 20 or None].astype(np.float32)
+    return min(_periodicity(inner.mean(axis=0)), _periodicity(inner.mean(axis=1)))
 
 
 def has_ecg_grid(image_bgr: np.ndarray) -> bool:
