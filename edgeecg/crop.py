@@ -26,6 +26,7 @@ ORANGE_PENALTY = 1.5
 MIN_BRIGHTNESS = 60  # darker pixels (ink, deep shadow) carry no usable colour
 LINE_KERNEL = 5  # a black-hat of this size finds lines up to ~3 working pixels wide
 FAINT_DEPTH = 0.04  # a faint line is at least this much darker than the paper beside it ...
+GRID_DEPTH = 0.015  # the grid check also counts fainter lines (blurred photos)
 INK_DEPTH = 0.35  # ... and black ink (traces, text) at least this much
 MIN_GRID_PERIOD = 3  # grid line spacing searched, in working pixels ...
 MAX_GRID_PERIOD = 40  # ... (a scan's 5 mm lines are ~10 apart)
@@ -35,7 +36,7 @@ SIDE_BAND = 0.025  # ink this close to a coarse side (of the longest side) belon
 MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per pixel of length
 ANGLE_SEARCH_DEG = 4  # how far a side's true angle may differ from the coarse quad's
 CONFIDENT_BORDER_INK = 0.9  # a colour outline this complete is taken without trying the grid lines
-MIN_GRID_SCORE = 5.0  # spectral peak / mean power of the grid lines' spacing, both directions
+MIN_GRID_SCORE = 12.0  # spectral peak / median power of the grid lines' spacing, in both directions
 MIN_BORDER_INK = 0.6  # at least this much of the box's border is pink ink ...
 MAX_OUTSIDE_INK = 0.25  # ... and at most this much of a parallel line just outside it
 OUTSIDE_GAP = 3.0  # working-copy pixels between the border and that outside line
@@ -100,7 +101,7 @@ def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
     return cv2.bitwise_and(tinted, lit)
 
 
-def _faint_line_mask(small_bgr: np.ndarray) -> np.ndarray:
+def _faint_line_mask(small_bgr: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.ndarray:
     """uint8 mask of thin, faint lines (grid ink seen without its colour), ignoring black ink.
 
     Used for grayscale input and when the colour cue is too weak. Thin lines are
@@ -113,7 +114,7 @@ def _faint_line_mask(small_bgr: np.ndarray) -> np.ndarray:
     paper = cv2.morphologyEx(green, cv2.MORPH_CLOSE, kernel)
     depth = cv2.divide(cv2.subtract(paper, green), paper, scale=255, dtype=cv2.CV_8U)  # 255 * bh / paper
     ink = cv2.dilate(cv2.compare(depth, INK_DEPTH * 255, cv2.CMP_GT), kernel)
-    faint = cv2.compare(depth, FAINT_DEPTH * 255, cv2.CMP_GT)
+    faint = cv2.compare(depth, min_depth * 255, cv2.CMP_GT)
     return cv2.bitwise_and(faint, cv2.bitwise_not(ink))
 
 
@@ -267,7 +268,7 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     if found is None or found[1] < CONFIDENT_BORDER_INK:
         candidates = [c for c in (found, _outline_quad(lines)) if c is not None]
         found = max(candidates, key=lambda c: c[1]) if candidates else None
-    if found is None or _grid_score(lines, found[0]) < MIN_GRID_SCORE:
+    if found is None or _grid_score(small, found[0]) < MIN_GRID_SCORE:
         raise NoGridFound()
     # Pixel centres: small pixel i covers input pixels [i/scale, (i+1)/scale).
     return order_clockwise((found[0] + 0.5) / scale - 0.5)
@@ -298,16 +299,16 @@ def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]
 
 
 def _periodicity(profile: np.ndarray) -> float:
-    """Strongest spectral peak of a 1-D profile over its mean power (grid lines repeat, noise does not)."""
+    """Strongest spectral peak of a 1-D profile over the median power (grid lines repeat, clutter does not)."""
     n = len(profile)
     power = np.abs(np.fft.rfft(profile - profile.mean())) ** 2
     band = power[max(1, n // MAX_GRID_PERIOD): n // MIN_GRID_PERIOD + 1]
-    if len(band) < 4 or band.mean() <= 0:
+    if len(band) < 4 or band.max() <= 0:
         return 0.0
-    return float(band.max() / band.mean())
+    return float(band.max() / max(float(np.median(band)), 1e-12 * band.max()))
 
 
-def _grid_score(lines: np.ndarray, quad: np.ndarray) -> float:
+def _grid_score(small_bgr: np.ndarray, quad: np.ndarray) -> float:
     """How regularly faint lines repeat across and down the upright region (the weaker direction)."""
     tl, tr, br, bl = quad
     width = int(max(np.linalg.norm(tr - tl), np.linalg.norm(br - bl)))
@@ -315,8 +316,9 @@ def _grid_score(lines: np.ndarray, quad: np.ndarray) -> float:
     if width < 4 * MIN_GRID_PERIOD or height < 4 * MIN_GRID_PERIOD:
         return 0.0
     dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
-    upright = cv2.warpPerspective(lines, cv2.getPerspectiveTransform(quad, dst), (width, height), flags=cv2.INTER_NEAREST)
-    inner = upright[height // 20: -height // 20 or None, width // 20: -width // 20 or None].astype(np.float32)
+    upright = cv2.warpPerspective(small_bgr, cv2.getPerspectiveTransform(quad, dst), (width, height))
+    lines = _faint_line_mask(upright, GRID_DEPTH)
+    inner = lines[height // 20: -(height // 20) or None, width // 20: -(width // 20) or None].astype(np.float32)
     return min(_periodicity(inner.mean(axis=0)), _periodicity(inner.mean(axis=1)))
 
 
