@@ -7,6 +7,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from edgeecg.preprocess import normalize
@@ -32,7 +33,7 @@ def autocast(device: torch.device):
 
 
 class CropDataset(Dataset):
-    """Cached uint8 crops (N x S x S x 3) -> augmented float tensors; targets as given."""
+    """Cached uint8 RGB crops (N x S x S x 3) -> augmented float tensors (via PIL); targets as given."""
 
     def __init__(self, images: np.ndarray, targets: np.ndarray, transform, views: int = 1):
         self.images, self.targets, self.transform, self.views = images, targets, transform, views
@@ -41,7 +42,7 @@ class CropDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, i: int):
-        image = torch.from_numpy(self.images[i]).permute(2, 0, 1)  # uint8 CHW
+        image = Image.fromarray(self.images[i])
         if self.views == 1:
             return self.transform(image), self.targets[i]
         return tuple(t(image) for t in self.transform), self.targets[i]
