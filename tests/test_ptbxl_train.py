@@ -116,3 +116,23 @@ def test_tiny_run_final_model_has_a_multilabel_contract(tiny_run):
     assert contract.input_size == 64 and contract.crop
     with torch.no_grad():
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, len(ptbxl.SUPERCLASSES))
+
+
+def test_a_finished_run_resumes_without_training_again(tiny_run, tmp_path, monkeypatch):
+    """What `edgeecg train --resume` needs: run_ptbxl on a saved config continues from its checkpoints."""
+    import shutil
+
+    from edgeecg.train.config import TrainConfig
+    from edgeecg.train.ptbxl_train import run_ptbxl
+
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    monkeypatch.setenv("EDGEECG_CACHE", str(tiny_run.parent / "cache"))
+    cfg = TrainConfig.load(copy / "config.json")
+    cfg.out = str(copy)
+    run_ptbxl(cfg)
+    log = (copy / "train.log").read_text()
+    assert "resuming SSL after epoch 1" in log and "PTB-XL: resuming after epoch 2" in log
+    assert log.count("SSL Epoch 1/1") == 1
+    before, after = load_checkpoint(tiny_run)["state_dict"], load_checkpoint(copy)["state_dict"]
+    assert all(torch.equal(before[k], after[k]) for k in before), "the resumed run must keep the trained weights"
