@@ -101,15 +101,16 @@ def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
     return cv2.bitwise_and(tinted, lit)
 
 
-def _faint_line_mask(small_bgr: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.ndarray:
+def _faint_line_mask(green: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.ndarray:
     """uint8 mask of thin, faint lines (grid ink seen without its colour), ignoring black ink.
 
     Used for grayscale input and when the colour cue is too weak. Thin lines are
     what a black-hat (closing minus image) finds; dividing by the closing (the
     local paper level) makes it independent of lighting. Pixels near black ink
     (traces, text, the header's rules) are dropped, so only grid-like lines stay.
+    `green` is the green channel: grid ink absorbs green most (for grayscale
+    input it is the luma).
     """
-    green = small_bgr[:, :, 1]  # grid ink absorbs green most; equals luma for grayscale input
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (LINE_KERNEL, LINE_KERNEL))
     paper = cv2.morphologyEx(green, cv2.MORPH_CLOSE, kernel)
     depth = cv2.divide(cv2.subtract(paper, green), paper, scale=255, dtype=cv2.CV_8U)  # 255 * bh / paper
@@ -263,10 +264,9 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     """
     image, colour = _as_bgr(image_bgr)
     small, scale = _downscale(image)
-    lines = _faint_line_mask(small)
     found = _outline_quad(_pink_mask(small)) if colour else None
     if found is None or found[1] < CONFIDENT_BORDER_INK:
-        candidates = [c for c in (found, _outline_quad(lines)) if c is not None]
+        candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]))) if c is not None]
         found = max(candidates, key=lambda c: c[1]) if candidates else None
     if found is None or _grid_score(small, found[0]) < MIN_GRID_SCORE:
         raise NoGridFound()
@@ -277,25 +277,27 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
 def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
     """(ink on the quad's border, ink just outside it): a box outline is a thin stroke on paper."""
     center = quad.mean(axis=0)
-    on, off = [], []
-    for a, b in zip(quad, np.roll(quad, -1, axis=0)):
-        n = max(2, int(np.linalg.norm(b - a)))
-        t = np.linspace(0.05, 0.95, n)[:, None]
-        line = a + (b - a) * t
-        normal = np.array([a[1] - b[1], b[0] - a[0]], np.float32) / max(float(np.linalg.norm(b - a)), 1e-6)
-        if normal @ (center - a) > 0:
-            normal = -normal
+    starts, ends = quad, np.roll(quad, -1, axis=0)
+    lengths = np.linalg.norm(ends - starts, axis=1)
+    normals = np.stack([starts[:, 1] - ends[:, 1], ends[:, 0] - starts[:, 0]], axis=1) / np.maximum(lengths, 1e-6)[:, None]
+    normals *= np.where(np.sum(normals * (center - starts), axis=1) > 0, -1.0, 1.0)[:, None]  # outwards
+    samples, directions = [], []
+    for a, b, normal, length in zip(starts, ends, normals, lengths):
+        t = np.linspace(0.05, 0.95, max(2, int(length)))[:, None]
+        samples.append(a + (b - a) * t)
+        directions.append(np.broadcast_to(normal, (len(t), 2)))
+    line, normal = np.concatenate(samples), np.concatenate(directions)
 
-        def ink(shift: float) -> np.ndarray:
-            xy = np.rint(line + shift * normal).astype(int)
-            inside = (xy[:, 0] >= 0) & (xy[:, 0] < mask.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < mask.shape[0])
-            values = np.zeros(len(xy), bool)
-            values[inside] = mask[xy[inside, 1], xy[inside, 0]] > 0
-            return values
+    def ink(shift: float) -> np.ndarray:
+        xy = np.rint(line + shift * normal).astype(int)
+        inside = (xy[:, 0] >= 0) & (xy[:, 0] < mask.shape[1]) & (xy[:, 1] >= 0) & (xy[:, 1] < mask.shape[0])
+        values = np.zeros(len(xy), bool)
+        values[inside] = mask[xy[inside, 1], xy[inside, 0]] > 0
+        return values
 
-        on.append(ink(-1.0) | ink(0.0) | ink(1.0))
-        off.append(ink(OUTSIDE_GAP) | ink(OUTSIDE_GAP + 1.0))
-    return float(np.concatenate(on).mean()), float(np.concatenate(off).mean())
+    on = ink(-1.0) | ink(0.0) | ink(1.0)
+    off = ink(OUTSIDE_GAP) | ink(OUTSIDE_GAP + 1.0)
+    return float(on.mean()), float(off.mean())
 
 
 def _periodicity(profile: np.ndarray) -> float:
@@ -316,7 +318,7 @@ def _grid_score(small_bgr: np.ndarray, quad: np.ndarray) -> float:
     if width < 4 * MIN_GRID_PERIOD or height < 4 * MIN_GRID_PERIOD:
         return 0.0
     dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
-    upright = cv2.warpPerspective(small_bgr, cv2.getPerspectiveTransform(quad, dst), (width, height))
+    upright = cv2.warpPerspective(small_bgr[:, :, 1], cv2.getPerspectiveTransform(quad, dst), (width, height))
     lines = _faint_line_mask(upright, GRID_DEPTH)
     inner = lines[height // 20: -(height // 20) or None, width // 20: -(width // 20) or None].astype(np.float32)
     return min(_periodicity(inner.mean(axis=0)), _periodicity(inner.mean(axis=1)))
