@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .pipeline import ExportOptions, run_export
+from .engines import run_engines_from_onnx
+from .options import ExportOptions
 
 
 def _parts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, ...]:
@@ -55,5 +56,13 @@ def export(**options) -> None:
 
     The FP32 model is written only if ONNX Runtime reproduces PyTorch on real scans
     (max |delta logit| <= 1e-4, same top-1); every artifact carries the model contract.
+    With an exported FP32 model as SOURCE (model.onnx) and --trt, only the TensorRT
+    engines are built, from it and its siblings: no PyTorch needed (a Jetson).
     """
-    run_export(ExportOptions(**options))
+    export_options = ExportOptions(**options)
+    if export_options.source.suffix.lower() == ".onnx":
+        run_engines_from_onnx(export_options)
+        return
+    from .pipeline import run_export  # PyTorch only for a training run as SOURCE
+
+    run_export(export_options)

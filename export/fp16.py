@@ -18,7 +18,7 @@ from onnxconverter_common import float16
 
 from edgeecg.contract import ModelContract
 
-from .onnx_export import check_onnx, set_contract
+from .onnx_io import check_onnx, set_contract
 from .ui import note
 from .verify import compare_logits, onnx_logits
 

@@ -1,4 +1,7 @@
-"""PyTorch checkpoint -> a clean FP32 ONNX graph that carries its model contract.
+"""PyTorch checkpoint -> a clean FP32 ONNX graph that carries its model contract and matches PyTorch.
+
+The export is only kept if ONNX Runtime reproduces PyTorch on real scans:
+max |delta logit| <= 1e-4 and the same top-1 on every scan.
 
 Exporter choice (measured with torch 2.14 on SimCardioNet, see export/README_TRT.md):
 both the TorchScript exporter (`dynamo=False`) and the torch.export one reach
@@ -18,16 +21,20 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 import onnxslim
 import torch
 
-from edgeecg.contract import CONTRACT_KEY, ModelContract
+from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
 
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
+from .onnx_io import check_onnx, first_line, set_contract
+from .options import INPUT_NAME, OUTPUT_NAME
+from .verify import BATCH, Agreement, compare_logits, onnx_logits
+
+FP32_TOLERANCE = 1e-4  # max |delta logit| between ONNX Runtime and PyTorch
 # Trace with two images so no batch-1 shape is folded into the graph's constants.
 TRACE_BATCH = 2
 
@@ -61,7 +68,7 @@ def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17
                 do_constant_folding=True,
             )
         except Exception as exc:  # torch raises many types for unsupported ops / opsets
-            raise EdgeECGError(f"ONNX export failed at opset {opset}: {_first_line(exc)}") from None
+            raise EdgeECGError(f"ONNX export failed at opset {opset}: {first_line(exc)}") from None
         proto = onnx.load(str(path))
     proto = onnxslim.slim(proto)
     set_contract(proto, contract)
@@ -69,27 +76,21 @@ def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17
     return proto
 
 
-def set_contract(proto: onnx.ModelProto, contract: ModelContract) -> None:
-    """Store the contract as the single `edgeecg` metadata entry (replacing any earlier one)."""
-    kept = [p for p in proto.metadata_props if p.key != CONTRACT_KEY]
-    del proto.metadata_props[:]
-    proto.metadata_props.extend(kept)
-    proto.metadata_props.add(key=CONTRACT_KEY, value=contract.to_json())
-    proto.producer_name = "edgeecg"
+def torch_logits(model: torch.nn.Module, tensors: np.ndarray, batch: int = BATCH) -> np.ndarray:
+    with torch.inference_mode():
+        outputs = [model(torch.from_numpy(tensors[i : i + batch])).numpy() for i in range(0, len(tensors), batch)]
+    return np.concatenate(outputs).astype(np.float32)
 
 
-def check_onnx(proto: onnx.ModelProto) -> None:
-    try:
-        onnx.checker.check_model(proto, full_check=True)
-    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise EdgeECGError(f"exported graph fails the ONNX checker: {_first_line(exc)}") from None
-
-
-def save_onnx(proto: onnx.ModelProto, path: str | Path) -> None:
-    """Write a model file (callers wrap this in `atomic_path` so a failed check leaves nothing)."""
-    onnx.save_model(proto, str(path))
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+def check_fp32_parity(
+    model: torch.nn.Module, onnx_path: str | Path, tensors: np.ndarray, tolerance: float = FP32_TOLERANCE
+) -> Agreement:
+    """ORT FP32 vs PyTorch on real scans; raises EdgeECGError unless both criteria hold."""
+    agreement = compare_logits(torch_logits(model, tensors), onnx_logits(onnx_path, tensors))
+    if agreement.max_abs_delta > tolerance or agreement.top1_agreement < 1.0:
+        raise EdgeECGError(
+            f"ONNX export does not reproduce PyTorch on {agreement.n_scans} scans: max |delta logit| "
+            f"{agreement.max_abs_delta:.2e} (limit {tolerance:.0e}), same top-1 on "
+            f"{agreement.top1_agreement:.1%}; nothing was written"
+        )
+    return agreement

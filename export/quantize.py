@@ -28,7 +28,8 @@ from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 
 from .calibration import ScanCalibrationReader
-from .onnx_export import INPUT_NAME, check_onnx, set_contract
+from .onnx_io import check_onnx, set_contract
+from .options import INPUT_NAME
 from .scans import evenly_spaced
 from .ui import step, warn
 from .verify import onnx_logits

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import onnx
+import onnxruntime
 from rich.table import Table
 
 from edgeecg import __version__
@@ -45,17 +47,13 @@ def print_artifacts(artifacts: list[Artifact], out_dir: Path) -> None:
     tables.print(table)
 
 
-def write_report(path: Path, artifacts: list[Artifact], sections: dict) -> None:
-    """export_report.json: versions, inputs, and every artifact with its check."""
-    import onnx
-    import onnxruntime
-    import torch
-
+def write_report(path: Path, artifacts: list[Artifact], sections: dict, versions: dict[str, str]) -> None:
+    """The run's report: library versions, inputs, and every artifact with its check."""
     report = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "edgeecg_version": __version__,
-        "versions": {"python": platform.python_version(), "torch": torch.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__},
+        "versions": {"python": platform.python_version(), "onnx": onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__, **versions},
         **sections,
         "artifacts": [a.to_dict() for a in artifacts],
     }

@@ -32,7 +32,7 @@ from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 from edgeecg.trt_backend import cuda_api, sidecar_path
 
-from .onnx_export import INPUT_NAME
+from .options import INPUT_NAME
 from .ui import step
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from dataclasses import asdict
@@ -19,10 +20,11 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.export import pipeline
 from edgeecg.export.calibration import RECOMMENDED_MIN_IMAGES, ScanCalibrationReader, load_calibration_set
 from edgeecg.export.int8_eval import MIN_TOP1_AGREEMENT, compare_fp32_int8, print_int8_table
-from edgeecg.export.pipeline import ExportOptions, run_export
+from edgeecg.export.onnx_export import check_fp32_parity, torch_logits
+from edgeecg.export.options import ExportOptions
+from edgeecg.export.pipeline import run_export
 from edgeecg.export.quantize import nodes_for_parts, pick_method
 from edgeecg.export.scans import prepare_scans
-from edgeecg.export.verify import check_fp32_parity, torch_logits
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgeecg.train.model import ModelConfig, build_model
 from helpers_onnx import run_cli
@@ -271,12 +273,13 @@ def test_int8_evaluation_flags_missed_targets_loudly(capsys):
 
 
 def test_trt_without_tensorrt_fails_with_one_line(tiny_run, monkeypatch, capsys):
-    try:
-        import tensorrt  # noqa: F401
-
+    if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here; this test covers machines without it")
-    except ImportError:
-        pass
     code, out, err = run_cli(monkeypatch, capsys, "export", tiny_run, "--trt")
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("error: ") and "tensorrt" in err.lower()
+
+
+def test_an_exported_onnx_source_only_builds_engines(exported, monkeypatch, capsys):
+    code, _, err = run_cli(monkeypatch, capsys, "export", exported.out_dir / "tiny.onnx")
+    assert code == 2 and "only builds TensorRT engines; add --trt" in err

@@ -96,7 +96,8 @@ def trt_export(gpu_with_tensorrt, tmp_path_factory, mendeley_dir):
 
     import torch
 
-    from edgeecg.export.pipeline import ExportOptions, run_export
+    from edgeecg.export.options import ExportOptions
+    from edgeecg.export.pipeline import run_export
     from edgeecg.train.checkpoint import save_checkpoint
     from edgeecg.train.model import ModelConfig, build_model
 
