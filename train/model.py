@@ -110,6 +110,12 @@ def build_trunk(trunk: str, pretrained: bool) -> nn.Module:
         else:
             net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
             print(f"notice: loaded ImageNet weights for {trunk} from {path}", file=sys.stderr)
+    # torchvision's MobileNet/EfficientNet BatchNorm momentum (0.01) suits long ImageNet runs; on a few
+    # hundred fine-tuning steps the running statistics barely move from their init and the model
+    # predicts one class in eval mode. PyTorch's default 0.1 converges within an epoch.
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = 0.1
     if trunk.startswith("resnet"):
         return nn.Sequential(*list(net.children())[:-2])
     return net.features
