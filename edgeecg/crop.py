@@ -27,10 +27,13 @@ MIN_BRIGHTNESS = 60  # darker pixels (ink, deep shadow) carry no usable colour
 LINE_KERNEL = 5  # a black-hat of this size finds lines up to ~3 working pixels wide
 FAINT_DEPTH = 0.04  # a faint line is at least this much darker than the paper beside it ...
 GRID_DEPTH = 0.015  # the grid check also counts fainter lines (blurred photos)
-INK_DEPTH = 0.35  # ... and black ink (traces, text) at least this much
+INK_DEPTH = 0.35
+MIN_PAPER_LEVEL = 0.5  # paper is at least this bright relative to the brightest paper in view  # ... and black ink (traces, text) at least this much
 MIN_GRID_PERIOD = 3  # grid line spacing searched, in working pixels ...
 MAX_GRID_PERIOD = 40  # ... (a scan's 5 mm lines are ~10 apart)
 MIN_AREA_FRACTION = 0.05  # the grid box covers at least this much of the frame
+PINK_STROKE_GAP = 5  # gaps this small (working pixels) do not break a pink stroke (faded outline);
+# faint grey lines are not bridged: there, text fringes would join into long strokes
 MIN_STROKE_FRACTION = 0.15  # a stroke this long (of the longest side) may be outline
 SIDE_BAND = 0.025  # ink this close to a coarse side (of the longest side) belongs to it
 MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per pixel of length
@@ -75,13 +78,15 @@ def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
     return small, 1.0 / factor
 
 
+def _percentile_level(channel: np.ndarray, fraction: float) -> float:
+    """Grey level below which `fraction` of a uint8 channel's pixels lie (a histogram, so fast)."""
+    hist = cv2.calcHist([channel], [0], None, [256], [0, 256]).ravel()
+    return float(np.searchsorted(np.cumsum(hist), fraction * hist.sum()))
+
+
 def _paper_white(image: np.ndarray) -> np.ndarray:
     """Per-channel level of the paper (the 95th percentile), for white balance."""
-    levels = []
-    for channel in range(3):
-        hist = cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel()
-        levels.append(np.searchsorted(np.cumsum(hist), 0.95 * hist.sum()))
-    return np.maximum(np.array(levels, np.float32), 1.0)
+    return np.maximum(np.array([_percentile_level(c, 0.95) for c in cv2.split(image)], np.float32), 1.0)
 
 
 def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
@@ -116,23 +121,27 @@ def _faint_line_mask(green: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.nd
     depth = cv2.divide(cv2.subtract(paper, green), paper, scale=255, dtype=cv2.CV_8U)  # 255 * bh / paper
     ink = cv2.dilate(cv2.compare(depth, INK_DEPTH * 255, cv2.CMP_GT), kernel)
     faint = cv2.compare(depth, min_depth * 255, cv2.CMP_GT)
-    return cv2.bitwise_and(faint, cv2.bitwise_not(ink))
+    # Only lines on paper: a dark desk or deep shadow around the page is grainy, not ruled.
+    on_paper = cv2.compare(paper, MIN_PAPER_LEVEL * _percentile_level(green, 0.95), cv2.CMP_GT)
+    return cv2.bitwise_and(cv2.bitwise_and(faint, on_paper), cv2.bitwise_not(ink))
 
 
-def _outline_points(mask: np.ndarray) -> np.ndarray | None:
+def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     """Pixels of the long pink strokes (the grid box's outline and grid lines).
 
     Short specks (JPEG colour fringes around black text, stray grid dots) are
     dropped, so they cannot bend the box; the outline's sides are long.
     """
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    # Strokes are measured with small gaps bridged, so a dashed or faded outline still counts as long.
+    bridged = cv2.dilate(mask, np.ones((gap, gap), np.uint8)) if gap > 1 else mask
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
     min_length = MIN_STROKE_FRACTION * max(mask.shape)
     long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_length
     long[0] = False  # background
     if not long.any():
         return None
-    ys, xs = np.nonzero(long[labels])
+    ys, xs = np.nonzero(long[labels] & (mask > 0))
     return np.column_stack([xs, ys]).astype(np.int32)
 
 
@@ -237,9 +246,9 @@ def _refine_quad(points: np.ndarray, quad: np.ndarray, band: float) -> np.ndarra
     return np.array(corners, np.float32)
 
 
-def _outline_quad(mask: np.ndarray) -> tuple[np.ndarray, float] | None:
+def _outline_quad(mask: np.ndarray, gap: int) -> tuple[np.ndarray, float] | None:
     """(quad, fraction of its border on ink) of the box outlined in `mask`, or None if there is none."""
-    points = _outline_points(mask)
+    points = _outline_points(mask, gap)
     if points is None:
         return None
     quad = _coarse_quad(points)
@@ -264,9 +273,9 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     """
     image, colour = _as_bgr(image_bgr)
     small, scale = _downscale(image)
-    found = _outline_quad(_pink_mask(small)) if colour else None
+    found = _outline_quad(_pink_mask(small), PINK_STROKE_GAP) if colour else None
     if found is None or found[1] < CONFIDENT_BORDER_INK:
-        candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]))) if c is not None]
+        candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]), gap=1)) if c is not None]
         found = max(candidates, key=lambda c: c[1]) if candidates else None
     if found is None or _grid_score(small, found[0]) < MIN_GRID_SCORE:
         raise NoGridFound()
