@@ -154,7 +154,8 @@ def select_rows(
         shipped = "" if not include_shipped else (
             f"none shipped in {folder} covers the data's labels ({', '.join(sorted(wanted))}); "
             if shipped_model_paths(models_dir) else f"no model is shipped in {folder} yet; ")
-        raise EdgeECGError(f"no models to bench: {shipped}pass --models FILE.onnx or --reference RUN_DIR")
+        left_out = "".join(f"{note}; " for note in notes)
+        raise EdgeECGError(f"no models to bench: {left_out}{shipped}pass --models FILE.onnx or --reference RUN_DIR")
     class_sets = {frozenset(r.contract.classes) for r in rows}
     if len(class_sets) > 1:
         listed = "; ".join(f"{r.model}: {', '.join(r.contract.classes)}" for r in rows)
