@@ -19,7 +19,8 @@ def _parts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="output folder [default: SOURCE's run folder/export]")
 @click.option("--name", help="file name stem [default: the model contract's name]")
-@click.option("--opset", type=click.IntRange(min=17), default=17, show_default=True, help="ONNX opset")
+@click.option("--opset", type=click.IntRange(min=14), default=17, show_default=True,
+              help="ONNX opset; 16 for TensorRT 8.5 (JetPack 5), whose parser lacks opset 17's LayerNormalization")
 @click.option("--verify-data", type=click.Path(exists=True, path_type=Path),
               help="folder or CSV of real scans for the parity checks [default: scans from the calibration folder]")
 @click.option("--verify-count", type=click.IntRange(min=1), default=8, show_default=True,

@@ -7,8 +7,9 @@ Exporter choice (measured with torch 2.14 on SimCardioNet, see export/README_TRT
 both the TorchScript exporter (`dynamo=False`) and the torch.export one reach
 ORT-vs-PyTorch parity, but the dynamo exporter only emits opset >= 18 (its
 down-conversion to 17 fails on ReduceMean) and names nodes `node_Gemm_811`,
-while the TorchScript exporter emits opset 17 natively, which TensorRT 8.5
-(JetPack 5) still parses, and names every node after its module path
+while the TorchScript exporter emits opset 17 natively (and 16, with
+LayerNorm decomposed, for TensorRT 8.5 on JetPack 5, which cannot parse
+LayerNormalization) and names every node after its module path
 (`/classifier/classifier.1/Gemm`), which `--int8-exclude` relies on. After
 onnxslim both graphs are equally small (166 vs 164 nodes), so we use the
 TorchScript exporter.

@@ -105,6 +105,14 @@ def unshare_initializers(proto: onnx.ModelProto) -> None:
             seen.add(name)
 
 
+def drop_unused_domains(proto: onnx.ModelProto) -> None:
+    """Forget the operator domains ORT's optimiser declared but no node uses (TensorRT parses only ONNX ops)."""
+    used = {node.domain for node in proto.graph.node} | {""}
+    kept = [entry for entry in proto.opset_import if entry.domain in used]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+
+
 def nodes_for_parts(proto: onnx.ModelProto, parts: Sequence[str]) -> list[str]:
     """ONNX node names under each model part (module path segment such as "classifier", "trunk.12")."""
     names = [node.name for node in proto.graph.node]
@@ -196,6 +204,7 @@ def build_int8(
         proto = onnx.load(str(Path(tmp) / f"{chosen}.onnx"))
     quantization = {"target": target, "calibrate_method": chosen, "calib_images": int(len(calib_tensors)),
                     "excluded_parts": list(exclude_parts)}
+    drop_unused_domains(proto)
     set_contract(proto, replace(contract, precision="int8", extra={**contract.extra, "quantization": quantization}))
     check_onnx(proto)
     onnx.save_model(proto, str(out_path))

@@ -77,7 +77,10 @@ def _parse(trt: Any, network: Any, logger: Any, onnx_path: Path) -> None:
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise EdgeECGError(f"{onnx_path.name}: TensorRT {trt.__version__} cannot parse it: {errors}")
+        hint = ""
+        if tuple(int(v) for v in trt.__version__.split(".")[:2]) < (8, 6):
+            hint = " (TensorRT < 8.6 cannot parse opset 17's LayerNormalization: export with --opset 16)"
+        raise EdgeECGError(f"{onnx_path.name}: TensorRT {trt.__version__} cannot parse it{hint}: {errors}")
 
 
 def make_entropy_calibrator(trt: Any, cuda: Any, tensors: np.ndarray, cache_path: Path) -> Any:

@@ -157,6 +157,7 @@ def test_int8_models_are_qdq_and_the_tensorrt_flavour_is_symmetric(exported):
     cpu = onnx.load(str(exported.out_dir / "tiny-int8.onnx"))
     trt = onnx.load(str(exported.out_dir / "tiny-int8-trt.onnx"))
     assert len(_qdq_nodes(cpu)) > 0 and len(_qdq_nodes(trt)) > 0
+    assert {o.domain for o in trt.opset_import} == {""}  # only standard ONNX ops, which TensorRT parses
     trt_points = [z for z in _zero_points(trt) if z.dtype != np.int32]  # int32: bias, always symmetric
     assert trt_points and all(z.dtype == np.int8 and not z.any() for z in trt_points)
     cpu_activations = [z for z in _zero_points(cpu) if z.dtype == np.uint8]
