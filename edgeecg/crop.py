@@ -78,15 +78,15 @@ def _downscale(image: np.ndarray) -> tuple[np.ndarray, float]:
     return small, 1.0 / factor
 
 
-def _percentile_level(channel: np.ndarray, fraction: float) -> float:
+def _percentile_level(image: np.ndarray, channel: int, fraction: float) -> float:
     """Grey level below which `fraction` of a uint8 channel's pixels lie (a histogram, so fast)."""
-    hist = cv2.calcHist([channel], [0], None, [256], [0, 256]).ravel()
+    hist = cv2.calcHist([image], [channel], None, [256], [0, 256]).ravel()
     return float(np.searchsorted(np.cumsum(hist), fraction * hist.sum()))
 
 
 def _paper_white(image: np.ndarray) -> np.ndarray:
     """Per-channel level of the paper (the 95th percentile), for white balance."""
-    return np.maximum(np.array([_percentile_level(c, 0.95) for c in cv2.split(image)], np.float32), 1.0)
+    return np.maximum(np.array([_percentile_level(image, c, 0.95) for c in range(3)], np.float32), 1.0)
 
 
 def _pink_mask(small_bgr: np.ndarray) -> np.ndarray:
@@ -122,7 +122,7 @@ def _faint_line_mask(green: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.nd
     ink = cv2.dilate(cv2.compare(depth, INK_DEPTH * 255, cv2.CMP_GT), kernel)
     faint = cv2.compare(depth, min_depth * 255, cv2.CMP_GT)
     # Only lines on paper: a dark desk or deep shadow around the page is grainy, not ruled.
-    on_paper = cv2.compare(paper, MIN_PAPER_LEVEL * _percentile_level(green, 0.95), cv2.CMP_GT)
+    on_paper = cv2.compare(paper, MIN_PAPER_LEVEL * _percentile_level(green, 0, 0.95), cv2.CMP_GT)
     return cv2.bitwise_and(cv2.bitwise_and(faint, on_paper), cv2.bitwise_not(ink))
 
 
