@@ -1,13 +1,23 @@
 """Find and straighten the ECG trace region (the pink/red grid box) of a printout.
 
 The classifier must see the traces, not the report's header, footer or white
-borders (the paper's model learned those as a shortcut). An ECG printout's grid
-is drawn in red/pink ink, which nothing else on the page uses, so the grid box
-is found from colour: a lighting-invariant "pinkness" mask of a downscaled copy,
-closed into one blob, whose convex hull is approximated by a quadrilateral.
-Working on a copy of at most `WORK_SIDE` pixels keeps this to a few ms; the
-corners are mapped back to input pixels. `warp_quad` then removes rotation and
-perspective so phone photos of a page give the same upright crop as a scan.
+borders (the paper's model learned those as a shortcut). The grid box is found
+on a downscaled working copy (at most `WORK_SIDE` pixels, so a few ms on one
+core) and its corners are mapped back to input pixels:
+
+1. a mask of the box's outline: pink ink (lighting-invariant colour ratio after
+   white balance) or, for grayscale input and photos whose colour is too weak,
+   thin faint lines (a black-hat relative to the local paper level, black ink
+   excluded);
+2. the long strokes of that mask, the largest quadrilateral inside their convex
+   hull, then each side re-fitted as a straight line to the outermost long
+   stroke beside it (text specks and inner grid lines do not pull it);
+3. checks: the quad's border lies on ink with paper just outside it, and the
+   upright region holds grid lines repeating in both directions; otherwise
+   `NoGridFound`.
+
+`warp_quad` then removes rotation and perspective, so phone photos of a page
+give the same upright crop as a scan.
 """
 
 from __future__ import annotations
@@ -27,8 +37,8 @@ MIN_BRIGHTNESS = 60  # darker pixels (ink, deep shadow) carry no usable colour
 LINE_KERNEL = 5  # a black-hat of this size finds lines up to ~3 working pixels wide
 FAINT_DEPTH = 0.04  # a faint line is at least this much darker than the paper beside it ...
 GRID_DEPTH = 0.015  # the grid check also counts fainter lines (blurred photos)
-INK_DEPTH = 0.35
-MIN_PAPER_LEVEL = 0.5  # paper is at least this bright relative to the brightest paper in view  # ... and black ink (traces, text) at least this much
+INK_DEPTH = 0.35  # ... and black ink (traces, text) at least this much
+MIN_PAPER_LEVEL = 0.5  # paper is at least this bright relative to the brightest paper in view
 MIN_GRID_PERIOD = 3  # grid line spacing searched, in working pixels ...
 MAX_GRID_PERIOD = 40  # ... (a scan's 5 mm lines are ~10 apart)
 MIN_AREA_FRACTION = 0.05  # the grid box covers at least this much of the frame
@@ -127,7 +137,7 @@ def _faint_line_mask(green: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.nd
 
 
 def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
-    """Pixels of the long pink strokes (the grid box's outline and grid lines).
+    """Pixels of the mask's long strokes (the grid box's outline and grid lines).
 
     Short specks (JPEG colour fringes around black text, stray grid dots) are
     dropped, so they cannot bend the box; the outline's sides are long.
@@ -263,26 +273,6 @@ def _outline_quad(mask: np.ndarray, gap: int) -> tuple[np.ndarray, float] | None
     return quad, on_border
 
 
-def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
-    """Corners (float32 4x2, clockwise from top-left, input pixels) of the ECG grid box.
-
-    The box is first sought from the colour of its outline; when that outline is
-    not crisp (grayscale input, a blurred or small photo) the faint grid lines
-    themselves are used. Either way the region must hold a regular grid.
-    Raises NoGridFound when no such box covers enough of the image.
-    """
-    image, colour = _as_bgr(image_bgr)
-    small, scale = _downscale(image)
-    found = _outline_quad(_pink_mask(small), PINK_STROKE_GAP) if colour else None
-    if found is None or found[1] < CONFIDENT_BORDER_INK:
-        candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]), gap=1)) if c is not None]
-        found = max(candidates, key=lambda c: c[1]) if candidates else None
-    if found is None or _grid_score(small, found[0]) < MIN_GRID_SCORE:
-        raise NoGridFound()
-    # Pixel centres: small pixel i covers input pixels [i/scale, (i+1)/scale).
-    return order_clockwise((found[0] + 0.5) / scale - 0.5)
-
-
 def _outline_contrast(mask: np.ndarray, quad: np.ndarray) -> tuple[float, float]:
     """(ink on the quad's border, ink just outside it): a box outline is a thin stroke on paper."""
     center = quad.mean(axis=0)
@@ -333,6 +323,26 @@ def _grid_score(small_bgr: np.ndarray, quad: np.ndarray) -> float:
     return min(_periodicity(inner.mean(axis=0)), _periodicity(inner.mean(axis=1)))
 
 
+def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
+    """Corners (float32 4x2, clockwise from top-left, input pixels) of the ECG grid box.
+
+    The box is first sought from the colour of its outline; when that outline is
+    not crisp (grayscale input, a blurred or small photo) the faint grid lines
+    themselves are used. Either way the region must hold a regular grid.
+    Raises NoGridFound when no such box covers enough of the image.
+    """
+    image, colour = _as_bgr(image_bgr)
+    small, scale = _downscale(image)
+    found = _outline_quad(_pink_mask(small), PINK_STROKE_GAP) if colour else None
+    if found is None or found[1] < CONFIDENT_BORDER_INK:
+        candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]), gap=1)) if c is not None]
+        found = max(candidates, key=lambda c: c[1]) if candidates else None
+    if found is None or _grid_score(small, found[0]) < MIN_GRID_SCORE:
+        raise NoGridFound()
+    # Pixel centres: small pixel i covers input pixels [i/scale, (i+1)/scale).
+    return order_clockwise((found[0] + 0.5) / scale - 0.5)
+
+
 def has_ecg_grid(image_bgr: np.ndarray) -> bool:
     """True when `find_trace_quad` would succeed (camera capture accepts the frame)."""
     try:
@@ -355,6 +365,8 @@ def warp_quad(image_bgr: np.ndarray, quad: np.ndarray, margin: float = 0.0) -> n
     The output's width and height are the quad's mean opposite side lengths;
     `margin` expands the quad by that fraction of its size on every side.
     """
+    if np.asarray(quad).size != 8:
+        raise EdgeECGError(f"a crop quad has 4 corners (x, y), got shape {np.shape(quad)}")
     src = expand_quad(quad, margin)
     tl, tr, br, bl = src
     width = max(1, round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2))

@@ -75,8 +75,10 @@ def test_warp_gives_upright_region_of_quad_size(mendeley_dir):
     image = cv2.imread(str(scan_files(mendeley_dir, 1)[0]))
     crop = warp_quad(image, REFERENCE_BOX)
     assert crop.shape == (616, 1052, 3)  # mean side lengths of the quad
-    wider = warp_quad(image, REFERENCE_BOX, margin=0.05)
-    assert wider.shape[1] > crop.shape[1] and wider.shape[0] > crop.shape[0]
+    wider = warp_quad(image, REFERENCE_BOX, margin=0.05)  # 5 % of the size added on every side
+    assert abs(wider.shape[1] - 1.1 * 1052) <= 1 and abs(wider.shape[0] - 1.1 * 616) <= 1
+    with pytest.raises(EdgeECGError, match="4 corners"):
+        warp_quad(image, REFERENCE_BOX[:3])
 
 
 def natural_like(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
