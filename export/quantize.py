@@ -7,6 +7,13 @@ QInt8 weights, `target="tensorrt"` symmetric QInt8 for both. Weights are
 quantized per output channel. The calibration method is either fixed or
 chosen by measurement: each candidate is calibrated and the one whose INT8
 logits best follow FP32 on the calibration scans wins.
+
+Note on "entropy": `quantize_static` builds ONNX Runtime's entropy calibrator
+with 128 histogram bins and 128 quantized bins, for which the KL search has a
+single candidate, the full range; its ranges therefore equal min-max except
+where histograms grew while merging (12 of 264 scales on the tiny test model).
+A TensorRT-like 2048-bin search through `create_calibrator` took 19 minutes on
+the tiny model on a 2-core machine, so it is not offered.
 """
 
 from __future__ import annotations
