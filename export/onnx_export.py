@@ -3,7 +3,7 @@
 The export is only kept if ONNX Runtime reproduces PyTorch on real scans:
 max |delta logit| <= 1e-4 and the same top-1 on every scan.
 
-Exporter choice (measured with torch 2.14 on SimCardioNet, see export/README_TRT.md):
+Exporter choice (measured with torch 2.14 on SimCardioNet, see README.md, "Export"):
 both the TorchScript exporter (`dynamo=False`) and the torch.export one reach
 ORT-vs-PyTorch parity, but the dynamo exporter only emits opset >= 18 (its
 down-conversion to 17 fails on ReduceMean) and names nodes `node_Gemm_811`,
