@@ -65,13 +65,28 @@ def _with_config_options(func):
 @click.option("--dataset", type=click.Choice(["images", "ptbxl"]), default="images", show_default=True)
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="continue an interrupted run folder with its saved configuration")
+@click.option("--ddp", type=int, is_flag=False, flag_value=0, default=None, metavar="[N]",
+              help="DistributedDataParallel over N processes on this machine (default: one per GPU, 2 on CPU); "
+                   "for several machines see torchrun -m edgeecg.train.ddp")
 @_with_config_options
-def train(preset: str, dataset: str, resume_dir: Path | None, **options) -> None:
+def train(preset: str, dataset: str, resume_dir: Path | None, ddp: int | None, **options) -> None:
     """SimCLR pretraining + fine-tuning with progressive unfreezing, under stratified group k-fold CV."""
     from .run import resume, train as run_training
 
+    def execute(fn, arg):
+        if ddp is None:
+            return fn(arg)
+        from .ddp import default_process_count, launch, under_torchrun
+
+        if under_torchrun():
+            raise EdgeECGError("leave out --ddp under torchrun: torchrun already started the processes")
+
+        return launch(fn, arg, ddp or default_process_count(options.get("device") or "auto"))
+
+    if ddp is not None and dataset == "ptbxl":
+        raise EdgeECGError("--ddp trains --dataset images only")
     if resume_dir is not None:
-        run_dir = resume(resume_dir)
+        run_dir = execute(resume, resume_dir)
     else:
         if dataset == "ptbxl":
             from .ptbxl_train import train_ptbxl
@@ -92,5 +107,5 @@ def train(preset: str, dataset: str, resume_dir: Path | None, **options) -> None
             cfg = preset_config(preset, **options)
         except ValueError as exc:
             raise EdgeECGError(str(exc)) from None
-        run_dir = run_training(cfg)
+        run_dir = execute(run_training, cfg)
     click.echo(f"run folder: {run_dir}")

@@ -16,10 +16,10 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from torch.utils.data import DataLoader
 
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 
+from . import distributed
 from .augment import finetune_train
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -28,17 +28,20 @@ from .model import MODEL_PARTS, SimCardioNet
 
 ALWAYS_TRAINABLE = ("attention", "fusion", "classifier")  # the "final layers" trained from epoch 1
 SCHEDULED = ("trunk", "conv_block1", "conv_block2", "conv_block3")  # frozen until the schedule says
+HEAD_SCHEDULABLE = ("attention", "fusion")  # trained from epoch 1 unless the schedule names them (linear probe)
 
 
 def trainable_parts(epoch: int, schedule: dict[str, int]) -> set[str]:
     """Parts that train at `epoch` (1-based). An empty schedule trains everything from the start."""
     if not schedule:
         return set(MODEL_PARTS)
-    unknown = set(schedule) - set(SCHEDULED) - {"all"}
+    unknown = set(schedule) - set(SCHEDULED) - set(HEAD_SCHEDULABLE) - {"all"}
     if unknown:
-        raise ValueError(f"unfreeze schedule names unknown part(s) {sorted(unknown)}; use {SCHEDULED} or 'all'")
+        raise ValueError(f"unfreeze schedule names unknown part(s) {sorted(unknown)}; "
+                         f"use {SCHEDULED + HEAD_SCHEDULABLE} or 'all'")
     everything = "all" in schedule and epoch >= schedule["all"]
-    return set(ALWAYS_TRAINABLE) | {p for p in SCHEDULED if everything or epoch >= schedule.get(p, 10**9)}
+    first_epoch = {**dict.fromkeys(ALWAYS_TRAINABLE, 1), **schedule}
+    return {p for p in ALWAYS_TRAINABLE + SCHEDULED if everything or epoch >= first_epoch.get(p, 10**9)}
 
 
 def apply_unfreeze_schedule(model: SimCardioNet, epoch: int, schedule: dict[str, int]) -> set[str]:
@@ -101,8 +104,8 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
     epochs = epochs or cfg.epochs
     history, elapsed, start = [], 0.0, 1
     best_state, best_score, best_epoch, stale = None, -1.0, 0, 0
-    if checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
+    state = distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         history, elapsed, start = state["history"], state["elapsed"], state["epoch"] + 1
@@ -111,12 +114,12 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
         log(f"{tag}: resuming after epoch {state['epoch']}")
     dataset = CropDataset(train_images, train_labels, finetune_train(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD,
                                                                      cfg.domain_aug))
+    net = distributed.wrap(model, device)
     for epoch in range(start, epochs + 1):
         if val_images is not None and stale >= cfg.patience:
             break
-        seed_everything(cfg.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=cfg.batch, shuffle=True, drop_last=len(dataset) > cfg.batch,
-                            num_workers=cfg.workers)
+        seed_everything(distributed.seed_for_rank(cfg.seed * 1000 + epoch))
+        loader = distributed.loader(dataset, cfg.batch, cfg.workers, cfg.seed, epoch)
         model.train()
         parts = apply_unfreeze_schedule(model, epoch, schedule)
         tick, losses, correct, seen = time.perf_counter(), [], 0, 0
@@ -124,7 +127,7 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
         for x, y in loader:
             x, y = x.to(device), y.to(device)
             with autocast(device):
-                logits = model(x)
+                logits = net(x)
                 loss = criterion(logits.float(), y.float() if multilabel else y)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -136,11 +139,13 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
             seen += len(y)
             progress.advance(task)
         progress.remove_task(task)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_acc": correct / max(seen, 1),
-               "trainable": sorted(parts)}
-        if val_images is not None:
-            row.update(validation_scores(predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device),
-                                         val_labels, criterion))
+        distributed.sync_buffers(model)
+        correct, seen = distributed.sum_over_ranks(correct, seen)
+        row = {"epoch": epoch, "train_loss": distributed.mean_over_ranks(float(np.mean(losses))),
+               "train_acc": correct / max(seen, 1), "trainable": sorted(parts)}
+        if val_images is not None:  # rank 0 scores the whole validation set; every rank takes its decision
+            row.update(distributed.from_main(lambda: validation_scores(
+                predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device), val_labels, criterion)))
             if row["val_score"] > best_score:
                 best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), row["val_score"], epoch, 0
             else:
@@ -152,10 +157,11 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
                     if "val_score" in row else "")
         log(f"{tag} Epoch {epoch}/{epochs}, Loss: {row['train_loss']:.4f}, Acc: {row['train_acc']:.4f}"
             f"{val_text}, Time: {row['seconds']:.2f}s")
-        save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "epoch": epoch, "history": history, "elapsed": elapsed,
-                                     "best_state": best_state, "best_score": best_score,
-                                     "best_epoch": best_epoch, "stale": stale})
+        if distributed.is_main():
+            save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "epoch": epoch, "history": history, "elapsed": elapsed,
+                                         "best_state": best_state, "best_score": best_score,
+                                         "best_epoch": best_epoch, "stale": stale})
     if best_state is not None:
         model.load_state_dict(best_state)
     else:

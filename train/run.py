@@ -22,6 +22,7 @@ from edgeecg.atomic import write_text
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
 from edgeecg.errors import EdgeECGError
 
+from . import distributed
 from .checkpoint import FINAL_MODEL, save_checkpoint
 from .config import TrainConfig, parse_unfreeze
 from .data import ImageTable, group_kfold, load_crops, load_table, one_per_group
@@ -74,24 +75,29 @@ def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
 
 
 class Run:
-    """One run folder and its log."""
+    """One run folder and its log; under DDP only rank 0 (`main`) prints or writes."""
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         self.dir = Path(cfg.out)
-        (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        (self.dir / "folds").mkdir(exist_ok=True)
-        self.console = Console(stderr=True)
+        self.main = distributed.is_main()
+        if self.main:
+            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            (self.dir / "folds").mkdir(exist_ok=True)
+        self.console = Console(stderr=True, quiet=not self.main)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                  TimeRemainingColumn(), console=self.console, transient=True)
 
     def log(self, message: str) -> None:
+        if not self.main:
+            return
         self.progress.console.print(message, highlight=False, soft_wrap=True)
         with open(self.dir / "train.log", "a") as fh:
             fh.write(message + "\n")
 
     def write_json(self, name: str, data: dict) -> None:
-        write_text(self.dir / name, json.dumps(data, indent=2, default=_jsonable))
+        if self.main:
+            write_text(self.dir / name, json.dumps(data, indent=2, default=_jsonable))
 
 
 def _jsonable(value):
@@ -104,10 +110,12 @@ def _jsonable(value):
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) the whole recipe; returns the run folder."""
+    distributed.barrier()  # under DDP: every rank has passed its checks before rank 0 writes anything
     run = Run(cfg)
-    cfg.save(run.dir / "config.json")
+    if run.main:
+        cfg.save(run.dir / "config.json")
     started = time.perf_counter()
-    device = pick_device(cfg.device)
+    device = distributed.rank_device(pick_device(cfg.device))
     torch.set_float32_matmul_precision("high")
     seed_everything(cfg.seed)
     with run.progress:
@@ -118,14 +126,16 @@ def train(cfg: TrainConfig) -> Path:
         counts = ", ".join(f"{c}: {(table.labels == i).sum()}" for i, c in enumerate(table.classes))
         run.log(f"{len(table)} images in {table.n_groups} duplicate groups ({counts})")
         task = run.progress.add_task("cropping", total=len(table))
-        images = load_crops(table, cfg.input_size, cfg.crop, cfg.crop_margin, max(1, cfg.workers),
-                            lambda: run.progress.advance(task))
+        with distributed.main_first():  # rank 0 fills the crop cache, the other ranks read it
+            images = load_crops(table, cfg.input_size, cfg.crop, cfg.crop_margin, max(1, cfg.workers),
+                                lambda: run.progress.advance(task))
         run.progress.remove_task(task)
         splits = group_kfold(table, cfg.folds, cfg.seed)
         run.log(f"{cfg.folds}-fold stratified group split: no duplicate group spans train and validation")
-        write_text(run.dir / "splits.json", json.dumps(
-            [{"fold": k, "validation": [str(table.items[i].path) for i in va]} for k, (_, va) in enumerate(splits, 1)],
-            indent=1))
+        if run.main:
+            write_text(run.dir / "splits.json", json.dumps(
+                [{"fold": k, "validation": [str(table.items[i].path) for i in va]}
+                 for k, (_, va) in enumerate(splits, 1)], indent=1))
         mcfg = model_config(cfg, len(table.classes))
         schedule = parse_unfreeze(cfg.unfreeze)
         distinct = one_per_group(table)
@@ -139,7 +149,7 @@ def train(cfg: TrainConfig) -> Path:
             ssl_history, ssl_seconds = pretrain(model, images[train_index(np.arange(len(table)))], cfg, device,
                                                 run.dir / "checkpoints" / "ssl_last.pt", run.log, run.progress)
             ssl_weights = {k: v.cpu() for k, v in model.state_dict().items()}
-            if ssl_history:
+            if ssl_history and run.main:
                 plot_training_curves(ssl_history, run.dir / "ssl_curve.png", "SSL pretraining loss")
 
         def fresh_model():
@@ -151,8 +161,10 @@ def train(cfg: TrainConfig) -> Path:
         folds = []
         for k, (tr, va) in enumerate(splits, 1):
             result_file = run.dir / "folds" / f"fold{k}.json"
-            if result_file.is_file():
-                folds.append(json.loads(result_file.read_text()))
+            earlier = distributed.from_main(
+                lambda: json.loads(result_file.read_text()) if result_file.is_file() else None)
+            if earlier is not None:
+                folds.append(earlier)
                 run.log(f"fold {k}: done earlier, accuracy {folds[-1]['metrics']['accuracy']:.4f}")
                 continue
             tr = train_index(tr)
@@ -161,6 +173,9 @@ def train(cfg: TrainConfig) -> Path:
             fitted = fit(fresh_model(), images[tr], table.labels[tr], cfg, schedule, device,
                          run.dir / "checkpoints" / f"fold{k}_last.pt", run.log, run.progress, f"Fold {k}",
                          images[va], table.labels[va])
+            if not run.main:  # rank 0 evaluates and reports; the others only need the best epoch
+                folds.append({"best_epoch": fitted.best_epoch})
+                continue
             tick = time.perf_counter()
             logits = predict_logits(fitted.model, images[va], IMAGENET_MEAN, IMAGENET_STD, device)
             eval_seconds = time.perf_counter() - tick
@@ -182,6 +197,17 @@ def train(cfg: TrainConfig) -> Path:
             run.log(f"fold {k}: accuracy {fold['metrics']['accuracy']:.4f}, "
                     f"macro-F1 {fold['metrics']['f1_macro']:.4f} (best epoch {fitted.best_epoch})")
 
+        final_epochs = cfg.final_epochs or int(np.median([f["best_epoch"] for f in folds]))
+        all_train = train_index(np.arange(len(table)))
+
+        def fit_final():
+            run.log(f"final model: {len(all_train)} images, {final_epochs} epochs (median best epoch over folds)")
+            return fit(fresh_model(), images[all_train], table.labels[all_train], cfg, schedule, device,
+                       run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs)
+
+        if not run.main:  # under DDP the other ranks join the final fit, then leave the reports to rank 0
+            fit_final()
+            return run.dir
         summary = aggregate_folds([f["metrics"] for f in folds])
         summary_distinct = aggregate_folds([f["metrics_distinct_images"] for f in folds])
         plot_confusion(np.array(summary["confusion_matrix_normalized"]["mean"]),
@@ -193,11 +219,7 @@ def train(cfg: TrainConfig) -> Path:
                 f"{calibration['ece_after']:.4f}, Brier {calibration['brier_before']:.4f} -> "
                 f"{calibration['brier_after']:.4f} (cross-fitted over folds)")
 
-        final_epochs = cfg.final_epochs or int(np.median([f["best_epoch"] for f in folds]))
-        all_train = train_index(np.arange(len(table)))
-        run.log(f"final model: {len(all_train)} images, {final_epochs} epochs (median best epoch over folds)")
-        final = fit(fresh_model(), images[all_train], table.labels[all_train], cfg, schedule, device,
-                    run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs)
+        final = fit_final()
         plot_training_curves(final.history, run.dir / "final_curves.png", "Final model (all training data)")
         contract = ModelContract(
             classes=table.classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
@@ -242,9 +264,9 @@ def train(cfg: TrainConfig) -> Path:
 def resume(run_dir: Path) -> Path:
     """Continue an interrupted run with the configuration it was started with."""
     config = Path(run_dir) / "config.json"
-    if not config.is_file():
+    cfg = distributed.from_main(lambda: TrainConfig.load(config) if config.is_file() else None)
+    if cfg is None:
         raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
-    cfg = TrainConfig.load(config)
     cfg.out = str(run_dir)
     return train(cfg)
 

@@ -7,16 +7,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch import nn
 
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 
+from . import distributed
 from .augment import ssl_moderate, ssl_strong
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .loops import CropDataset, autocast, seed_everything
 from .losses import hybrid_loss
 from .model import SimCardioNet
+
+
+class TwoViewProjection(nn.Module):
+    """Both views' embeddings in one forward call: DDP hooks into forward(), once per step."""
+
+    def __init__(self, model: SimCardioNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.project(x0), self.model.project(x1)
 
 
 def ssl_optimizer(model: SimCardioNet, cfg: TrainConfig) -> torch.optim.AdamW:
@@ -37,8 +49,8 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.ssl_tmax, eta_min=cfg.ssl_eta_min)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     history, elapsed, start_epoch = [], 0.0, 1
-    if checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
+    state = distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
+    if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -48,18 +60,19 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
              ssl_moderate(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD))
     dataset = CropDataset(images, np.zeros(len(images)), views, views=2)
     triplet = cfg.triplet_margin or None
+    views_net = distributed.wrap(TwoViewProjection(model), device)
     for epoch in range(start_epoch, cfg.ssl_epochs + 1):
-        seed_everything(cfg.seed * 1000 + epoch)
-        loader = DataLoader(dataset, batch_size=cfg.ssl_batch, shuffle=True, drop_last=len(dataset) > cfg.ssl_batch,
-                            num_workers=cfg.workers)
+        seed_everything(distributed.seed_for_rank(cfg.seed * 1000 + epoch))
+        loader = distributed.loader(dataset, cfg.ssl_batch, cfg.workers, cfg.seed, epoch)
         model.train()
         tick, losses = time.perf_counter(), []
         task = progress.add_task(f"SSL epoch {epoch}", total=len(loader))
         for (x0, x1), _ in loader:
             x0, x1 = x0.to(device), x1.to(device)
             with autocast(device):
-                z0, z1 = model.project(x0), model.project(x1)
-            loss = hybrid_loss(z0.float(), z1.float(), cfg.temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
+                z0, z1 = views_net(x0, x1)
+            z0, z1 = distributed.gather_with_grad(z0.float()), distributed.gather_with_grad(z1.float())
+            loss = hybrid_loss(z0, z1, cfg.temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -67,13 +80,15 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
             losses.append(loss.item())
             progress.advance(task)
         progress.remove_task(task)
+        distributed.sync_buffers(model)
         scheduler.step()
         seconds = time.perf_counter() - tick
         elapsed += seconds
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": seconds})
         log(f"SSL Epoch {epoch}/{cfg.ssl_epochs}, Loss: {np.mean(losses):.4f}, Time: {seconds:.2f}s")
-        save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
-                                     "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                     "history": history, "elapsed": elapsed})
+        if distributed.is_main():
+            save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                         "scheduler": scheduler.state_dict(), "epoch": epoch,
+                                         "history": history, "elapsed": elapsed})
     return history, elapsed
 
