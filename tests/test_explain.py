@@ -20,7 +20,7 @@ from edgeecg.train.checkpoint import save_checkpoint
 from edgeecg.train.data import load_table
 from edgeecg.train.explain import CAM_LAYERS, grad_cam, load_explain_model, model_view, occlusion_saliency
 from edgeecg.train.model import ModelConfig, build_model
-from edgeecg.train.stress import delete_pixels, page_views, stratified_sample
+from edgeecg.train.stress import delete_pixels, page_views, random_blobs, stratified_sample
 from helpers_onnx import CLASSES, run_cli, write_tiny_model
 
 SIZE = 64
@@ -233,6 +233,15 @@ def test_deletion_paints_the_requested_share_white():
     out = delete_pixels(rgb, order, 0.2)
     assert np.sum(np.all(out == 255, axis=2)) == 20
     assert np.all(out.reshape(-1, 3)[order[:20]] == 255) and rgb.max() == 0
+
+
+def test_random_control_removes_contiguous_blobs():
+    """The control deletes patches like a saliency map does, not scattered dots."""
+    order = np.lexsort((np.zeros(SIZE * SIZE), -random_blobs(SIZE, np.random.default_rng(0)).ravel()))
+    mask = np.zeros(SIZE * SIZE, np.uint8)
+    mask[order[: SIZE * SIZE // 5]] = 1
+    count, _ = cv2.connectedComponents(mask.reshape(SIZE, SIZE))
+    assert count - 1 <= 6, "a fifth of the pixels should fall in a few blobs"
 
 
 def test_stratified_sample_is_seeded_distinct_and_balanced(mendeley_dir, tmp_path):

@@ -52,7 +52,7 @@ def embed_2d(features: np.ndarray, seed: int) -> dict[str, tuple[np.ndarray, str
     perplexity = float(min(30.0, max(2.0, (len(features) - 1) / 3)))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(features)
     return {"pca": (pca.transform(features), f"PC1 {explained[0]:.0%}, PC2 {explained[1]:.0%} of variance"),
-            "tsne": (tsne, f"perplexity {perplexity:g}")}
+            "tsne": (tsne, f"perplexity {perplexity:.1f}")}
 
 
 def plot_scatter(points: np.ndarray, labels: np.ndarray, classes: list[str], title: str,

@@ -11,8 +11,9 @@ distinct images (one per duplicate group):
 * where the saliency falls on the whole page: its share outside the grid box,
   next to that region's share of the area (equal shares = no preference).
 * a deletion curve: accuracy as the most salient pixels of the model's own
-  input view are painted white, against the same fractions chosen at random.
-  Saliency that explains the model makes accuracy fall faster than random.
+  input view are painted white, against the same fractions removed in random
+  contiguous blobs. Saliency that explains the model makes accuracy fall
+  faster than the random control.
 
 The images may include ones the model was trained on, so compare conditions
 with each other, not with cross-validated accuracy.
@@ -39,6 +40,7 @@ from .data import ImageTable, one_per_group
 from .explain import PAPER_WHITE, ExplainModel
 
 DELETION_FRACTIONS = (0.0, 0.1, 0.2, 0.4, 0.6)
+RANDOM_CELLS = 7  # the random control's blobs are about as coarse as a 224 px model's 7 x 7 Grad-CAM cells
 CONDITIONS = {
     "full_page": "whole page (no crop)",
     "header_footer_masked": "whole page, outside the grid box painted white",
@@ -143,10 +145,10 @@ def stress_test(model: ExplainModel, table: ImageTable, limit: int = 40, seed: i
     inputs = np.stack([getattr(v, view) for v in views])
     saliency = _saliency(model, inputs, advance, "saliency, model view")
     rng = np.random.default_rng(seed)
-    # most salient first; random keys break ties (flat regions) without a positional bias
-    salient_order = [np.lexsort((rng.random(s.size), -s.ravel())) for s in saliency]
-    random_order = [rng.permutation(s.size) for s in saliency]
-    deletion = {"fractions": list(fractions), "view": view, "fill": "white (paper)"}
+    salient_order = [_most_salient_first(s, rng) for s in saliency]
+    random_order = [_most_salient_first(random_blobs(s.shape[0], rng), rng) for s in saliency]
+    deletion = {"fractions": list(fractions), "view": view, "fill": "white (paper)",
+                "random_control": f"smooth random map ({RANDOM_CELLS} x {RANDOM_CELLS} noise, upsampled)"}
     for name, orders in (("salient", salient_order), ("random", random_order)):
         rows = [_scores(model.probabilities(np.stack([delete_pixels(x, o, f) for x, o in zip(inputs, orders)])),
                         labels) for f in fractions]
@@ -160,9 +162,25 @@ def stress_test(model: ExplainModel, table: ImageTable, limit: int = 40, seed: i
     }
 
 
-def _saliency(model: ExplainModel, rgb: np.ndarray, advance, stage: str, batch: int = 16) -> np.ndarray:
-    """Saliency of each image's predicted class, in batches (Grad-CAM) with progress."""
+def random_blobs(size: int, rng: np.random.Generator, cells: int = RANDOM_CELLS) -> np.ndarray:
+    """A smooth random S x S map (noise on a coarse grid, upsampled).
+
+    The deletion control: it removes contiguous patches like a saliency map
+    does, so both curves compare where pixels are removed, not how scattered
+    they are (scattered white dots cut every thin trace and hurt more).
+    """
+    return cv2.resize(rng.random((cells, cells)), (size, size), interpolation=cv2.INTER_LINEAR)
+
+
+def _most_salient_first(saliency: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Flat pixel indices by decreasing saliency; random keys break ties (flat regions) without positional bias."""
+    return np.lexsort((rng.random(saliency.size), -saliency.ravel()))
+
+
+def _saliency(model: ExplainModel, rgb: np.ndarray, advance, stage: str) -> np.ndarray:
+    """Saliency of each image's predicted class: Grad-CAM in batches, occlusion one image at a time."""
     targets = model.probabilities(rgb).argmax(1)
+    batch = 16 if model.method == "gradcam" else 1
     out = []
     for start in range(0, len(rgb), batch):
         out.append(model.saliency(rgb[start:start + batch], targets[start:start + batch]))
@@ -185,7 +203,7 @@ def write_stress_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     fig = Figure(figsize=(6.5, 4.5), layout="constrained")
     ax = fig.add_subplot()
     ax.plot(percent, deletion["salient"]["accuracy"], marker="o", label="most salient pixels first")
-    ax.plot(percent, deletion["random"]["accuracy"], marker="s", linestyle="--", label="random pixels")
+    ax.plot(percent, deletion["random"]["accuracy"], marker="s", linestyle="--", label="random blobs (control)")
     ax.axhline(report["chance_accuracy"], color="grey", linewidth=1, linestyle=":", label="chance")
     ax.set_xlabel(f"pixels painted white (%), {deletion['view'].replace('_', ' ')} view")
     ax.set_ylabel("accuracy")
