@@ -125,7 +125,7 @@ def _stress(data: Path, model_spec: str | None, layer: str | None, method: str, 
                       f"the grid box, which is {placement['area_share_outside_grid']:.1%} of the area")
     deletion = report["deletion"]
     curve = Table(title=f"Deletion curve ({deletion['view'].replace('_', ' ')} view; {report['method']})")
-    for column in ("pixels painted white", "accuracy, salient first", "accuracy, random"):
+    for column in ("pixels painted white", "accuracy, salient first", "accuracy, random blobs"):
         curve.add_column(column, justify="right")
     for i, fraction in enumerate(deletion["fractions"]):
         curve.add_row(f"{fraction:.0%}", f"{deletion['salient']['accuracy'][i]:.3f}",
