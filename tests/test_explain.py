@@ -283,12 +283,17 @@ def test_stress_test_reports_three_conditions_and_a_deletion_curve(checkpoint, l
 
 def test_features_writes_pca_tsne_and_class_statistics(checkpoint, listing, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EDGEECG_CACHE", str(tmp_path / "cache"))
+    state = torch.load(checkpoint, weights_only=False)
+    no_ssl = tmp_path / "no_ssl.pt"
+    save_checkpoint(no_ssl, {**state, "train_config": {"ssl": False}})
     out = tmp_path / "features"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "explain", "--features", listing, "--model", checkpoint,
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "explain", "--features", listing, "--model", no_ssl,
                                    "--out", out)
     assert code == 0, stderr
     report = json.loads((out / "features.json").read_text())
     assert report["images"] == 12
+    assert "untrained" in report["spaces"]["projection"]["description"] and "untrained" in stdout
+    assert "untrained" not in report["spaces"]["backbone"]["description"]
     assert report["spaces"]["backbone"]["dimensions"] == 32 and report["spaces"]["projection"]["dimensions"] == 128
     for space in ("backbone", "projection"):
         assert -1.0 <= report["spaces"][space]["silhouette"] <= 1.0

@@ -145,13 +145,16 @@ def _features(data: Path, model_spec: str | None, limit: int, seed: int, out: Pa
     if model_spec is None or not (Path(model_spec).is_dir() or Path(model_spec).suffix == ".pt"):
         raise EdgeECGError("--features needs the model's PyTorch checkpoint (--model RUN_DIR or a .pt file): "
                            "an exported model does not expose its internal features")
-    network, contract = model_from_checkpoint(load_checkpoint(model_spec))
+    state = load_checkpoint(model_spec)
+    network, contract = model_from_checkpoint(state)
+    trained_projection = state.get("train_config", {}).get("ssl", True)
     with console.status(f"listing {data} and grouping duplicates"):
         table = stratified_sample(load_table(data), limit, seed)
     with _progress(console) as progress:
         task = progress.add_task("cropping", total=len(table))
-        report = feature_report(network, contract, table, out, seed, advance=lambda: progress.advance(task))
+        report = feature_report(network, contract, table, out, seed, advance=lambda: progress.advance(task),
+                                trained_projection=trained_projection)
     for space, entry in report["spaces"].items():
         silhouette = f", silhouette {entry['silhouette']:.3f}" if "silhouette" in entry else ""
-        click.echo(f"{space}: {entry['dimensions']} dimensions{silhouette}")
+        click.echo(f"{entry['description']}: {entry['dimensions']} dimensions{silhouette}")
     click.echo(f"wrote {report['images']} images' feature plots and features.json to {out}")

@@ -88,8 +88,13 @@ def plot_class_stats(features: np.ndarray, labels: np.ndarray, classes: list[str
 
 
 def feature_report(network: SimCardioNet, contract: ModelContract, table: ImageTable, out_dir: str | Path,
-                   seed: int = 0, workers: int = 2, advance: Callable[[], None] | None = None) -> dict:
-    """Crop (cached), extract, embed and plot every feature space of `table`; writes features.json too."""
+                   seed: int = 0, workers: int = 2, advance: Callable[[], None] | None = None,
+                   trained_projection: bool = True) -> dict:
+    """Crop (cached), extract, embed and plot every feature space of `table`; writes features.json too.
+
+    `trained_projection=False` (a run without SSL pretraining never trains the projection
+    head) labels the projection plots as coming from an untrained head.
+    """
     unknown = sorted(set(table.classes) - set(contract.classes))
     if unknown:
         raise EdgeECGError(f"class(es) {', '.join(unknown)} unknown to the model "
@@ -103,9 +108,11 @@ def feature_report(network: SimCardioNet, contract: ModelContract, table: ImageT
     report = {"images": len(table), "classes": contract.classes, "seed": seed, "spaces": {}}
     for space, description in SPACES.items():
         values = features[space]
+        if space == "projection" and not trained_projection:
+            description += " [untrained head: run without SSL]"
         files = [plot_class_stats(values, labels, contract.classes, f"{description}, {len(table)} images",
                                   out_dir / f"{space}_class_stats.png")]
-        entry = {"dimensions": int(values.shape[1])}
+        entry = {"dimensions": int(values.shape[1]), "description": description}
         for method, (points, note) in embed_2d(values, seed).items():
             name = "PCA" if method == "pca" else "t-SNE"
             files.append(plot_scatter(points, labels, contract.classes,
