@@ -139,11 +139,7 @@ def two_ranks(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     from edgeecg.train.ddp import free_port
 
-    for label, seed in (("normal", 10), ("abnormal", 20)):
-        (tmp / "data" / label).mkdir(parents=True)
-        for i, image in enumerate(_images(4, 96, seed)):
-            cv2.imwrite(str(tmp / "data" / label / f"{i}.png"), image)
-
+    _synthetic_dataset(tmp / "data")
     results = mp.get_context("spawn").SimpleQueue()
     workers = mp.spawn(_worker, args=(free_port(), tmp, results), nprocs=WORLD, join=False)
     outs = []
@@ -201,3 +197,37 @@ def test_only_rank_0_writes_files_and_the_run_resumes(two_ranks):
     assert "fold 1: done earlier" in log and "Fold 2: resuming after epoch 2" in log
     metrics = json.loads((run / "metrics.json").read_text())
     assert [f["fold"] for f in metrics["folds"]] == [1, 2] and metrics["data"]["images"] == 8
+
+
+def _synthetic_dataset(folder):
+    for label, seed in (("normal", 10), ("abnormal", 20)):
+        (folder / label).mkdir(parents=True)
+        for i, image in enumerate(_images(4, 96, seed)):
+            cv2.imwrite(str(folder / label / f"{i}.png"), image)
+
+
+def test_ddp_batch_that_does_not_split_is_refused_before_writing(tmp_path):
+    from click.testing import CliRunner
+
+    from edgeecg.cli import cli
+    from edgeecg.errors import EdgeECGError
+
+    _synthetic_dataset(tmp_path / "data")
+    result = CliRunner().invoke(cli, ["train", "--ddp", "2", "--preset", "tiny", "--data", str(tmp_path / "data"),
+                                      "--out", str(tmp_path / "run"), "--batch", "5"], standalone_mode=False)
+    assert isinstance(result.exception, EdgeECGError) and "--batch 5" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_edgeecg_train_ddp_runs_two_processes_end_to_end(tmp_path):
+    import subprocess
+
+    _synthetic_dataset(tmp_path / "data")
+    command = [sys.executable, "-m", "edgeecg.cli", "train", "--ddp", "2", "--preset", "tiny", "--no-pretrained",
+               "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--no-crop", "--input-size", "32",
+               "--batch", "4", "--ssl-batch", "4", "--max-per-class", "0"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "EDGEECG_CACHE": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "run" / "final_model.pt").is_file()
+    assert (tmp_path / "run" / "train.log").read_text().count("SSL Epoch 1/1") == 1

@@ -9,6 +9,7 @@ See DDP.md beside this file.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -16,10 +17,12 @@ from typing import Any, Callable
 
 import torch
 import torch.multiprocessing as mp
+from torch.multiprocessing.spawn import ProcessException
 
 from edgeecg.errors import EdgeECGError
 
 from . import distributed
+from .config import TrainConfig
 
 
 def default_process_count(device: str = "auto") -> int:
@@ -62,11 +65,16 @@ def launch(fn: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
         raise EdgeECGError(f"--ddp needs at least one process, got {nprocs}")
     if torch.cuda.is_available() and nprocs > torch.cuda.device_count():
         raise EdgeECGError(f"--ddp {nprocs}: only {torch.cuda.device_count()} GPU(s) visible")
+    if isinstance(arg, TrainConfig):  # refused before any process writes the run folder
+        for option, batch in (("--batch", arg.batch), ("--ssl-batch", arg.ssl_batch)):
+            if batch % nprocs:
+                raise EdgeECGError(f"{option} {batch} does not split evenly over {nprocs} processes")
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)  # its "terminating process" notice
     try:
         mp.spawn(_worker, args=(fn, arg, nprocs, free_port(), results), nprocs=nprocs, join=True)
-    except mp.ProcessException as exc:
+    except ProcessException as exc:
         while not results.empty():
             outcome = results.get()
             if isinstance(outcome, EdgeECGError):
