@@ -24,20 +24,13 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
+from edgeecg.bench import cpu_model
 from edgeecg.crop import find_trace_quad, warp_quad
 from edgeecg.datasets import list_labelled_images
 from edgeecg.errors import EdgeECGError
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("EDGEECG_SHARED", REPO.parent / "shared")) / "data" / "mendeley-ecg-images"
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def load_scans(folder: Path, count: int) -> list[np.ndarray]:
@@ -84,7 +77,7 @@ def main() -> None:
     grays = [cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) for image in scans]
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     h, w = scans[0].shape[:2]
-    console.print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load} (1/5/15 min); "
+    console.print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {load} (1/5/15 min); "
                   f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}; "
                   f"cv2 threads 1; {len(scans)} scans of {w}x{h} from {args.data}, {args.repeats} passes")
     steps = {

@@ -20,6 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from edgeecg.bench import cpu_model
 from edgeecg.render import DEFAULT_PX_PER_MM, LEADS, RenderOptions, page_size, render_printout
 
 
@@ -42,14 +43,6 @@ def load_record(root: str) -> tuple[np.ndarray, float]:
     return signal.mv, signal.fs
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            return next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
-
-
 def images_per_second(signal: np.ndarray, fs: float, options: RenderOptions, images: int) -> float:
     render_printout(signal, fs, options, header="ID : 00001", seed=0)  # warm the grid cache
     start = time.perf_counter()
@@ -69,7 +62,7 @@ def main() -> None:
     signal, fs = load_record(args.ptbxl) if args.ptbxl else (synthetic_ecg(), 100.0)
     console = Console()
     load = " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    console.print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs, load average {load}; "
+    console.print(f"machine: {cpu_model()}, {os.cpu_count()} logical CPUs, load average {load}; "
                   f"python {platform.python_version()}, numpy {np.__version__}, opencv {cv2.__version__}; "
                   f"cv2 threads 1; signal: {'PTB-XL' if args.ptbxl else 'synthetic'} {signal.shape} at {fs:g} Hz")
     table = Table(title=f"render_printout speed ({args.images} images per row)")

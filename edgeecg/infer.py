@@ -12,7 +12,7 @@ import functools
 import time
 from pathlib import Path
 from time import perf_counter
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import cv2
 import numpy as np

@@ -79,17 +79,6 @@ def scan(mendeley_dir: Path) -> Path:
     return mendeley_dir / "normal" / "normal_0001.jpg"
 
 
-@pytest.fixture(scope="module")
-def text_page(tmp_path_factory) -> Path:
-    """A white page with black text lines: an image, but no ECG grid."""
-    page = np.full((600, 800, 3), 255, np.uint8)
-    for y in range(60, 560, 40):
-        cv2.putText(page, "lorem ipsum dolor sit amet", (40, y), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
-    path = tmp_path_factory.mktemp("page") / "page.png"
-    cv2.imwrite(str(path), page)
-    return path
-
-
 # --- saliency maps ------------------------------------------------------------------------------
 
 

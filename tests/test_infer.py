@@ -41,17 +41,6 @@ def scans(mendeley_dir: Path) -> list[Path]:
     return [next(iter(sorted((mendeley_dir / label).glob("*.jpg")))) for label in ("normal", "myocardial_infarction")]
 
 
-@pytest.fixture(scope="module")
-def blank_page(tmp_path_factory) -> Path:
-    """A white page with black text lines: an image, but no ECG grid."""
-    page = np.full((600, 800, 3), 255, np.uint8)
-    for y in range(60, 560, 40):
-        cv2.putText(page, "lorem ipsum dolor sit amet", (40, y), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
-    path = tmp_path_factory.mktemp("page") / "page.png"
-    cv2.imwrite(str(path), page)
-    return path
-
-
 class Recording(Backend):
     """Wraps a backend and keeps the last batch it was fed."""
 
@@ -215,11 +204,11 @@ def test_saved_crop_is_what_the_model_saw(tmp_path, models, scans):
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]  # no temporary file left behind
 
 
-def test_image_without_a_grid_is_refused_unless_cropping_is_off(models, blank_page):
+def test_image_without_a_grid_is_refused_unless_cropping_is_off(models, text_page):
     backend = open_backend(models["tiny"])
     with pytest.raises(NoGridFound, match="no ECG grid found"):
-        classify_path(blank_page, backend)
-    assert classify_path(blank_page, backend, crop=False)["crop"] == [[0, 0], [799, 0], [799, 599], [0, 599]]
+        classify_path(text_page, backend)
+    assert classify_path(text_page, backend, crop=False)["crop"] == [[0, 0], [799, 0], [799, 599], [0, 599]]
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -235,12 +224,12 @@ def test_json_lines_parse_with_the_required_keys(models, scans, monkeypatch, cap
         assert set(result["model"]) >= {"name", "file", "sha256", "precision"}
 
 
-def test_batch_goes_on_past_bad_inputs_and_exits_1(tmp_path, models, scans, blank_page, monkeypatch, capsys):
+def test_batch_goes_on_past_bad_inputs_and_exits_1(tmp_path, models, scans, text_page, monkeypatch, capsys):
     folder = tmp_path / "batch"
     folder.mkdir()
     (folder / "a_scan.jpg").write_bytes(scans[0].read_bytes())
     (folder / "b_broken.jpg").write_bytes(scans[0].read_bytes()[:5000])
-    (folder / "c_page.png").write_bytes(blank_page.read_bytes())
+    (folder / "c_page.png").write_bytes(text_page.read_bytes())
     (folder / "notes.txt").write_text("not an image, not listed")
     sub = folder / "sub"
     sub.mkdir()
@@ -257,12 +246,12 @@ def test_batch_goes_on_past_bad_inputs_and_exits_1(tmp_path, models, scans, blan
     assert "3 of 5 input(s) failed" in err and "Traceback" not in err
 
 
-def test_human_output_and_no_crop(models, blank_page, tmp_path, monkeypatch, capsys):
+def test_human_output_and_no_crop(models, text_page, tmp_path, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", models["tiny"], "--no-crop", "--top-k", "2",
-                             "--save-crop", tmp_path / "seen", blank_page)
+                             "--save-crop", tmp_path / "seen", text_page)
     assert code == 0 and err == ""
     first, probs, ms, saved = out.splitlines()
-    assert first.startswith(f"{blank_page}: ") and first.split(": ")[1] in CLASSES
+    assert first.startswith(f"{text_page}: ") and first.split(": ")[1] in CLASSES
     assert probs.count("|") == 1  # two classes shown
     assert ms.strip().startswith("ms: decode") and "total" in ms
     assert (tmp_path / "seen" / "page.png").is_file() and str(tmp_path / "seen" / "page.png") in saved
