@@ -4,7 +4,7 @@
 127.0.0.1) that join one process group and run the same function; the
 torchrun entry point (`torchrun ... -m edgeecg.train.ddp [edgeecg train options]`)
 joins the group torchrun describes and runs `edgeecg train` in every process.
-See DDP.md beside this file.
+See README.md, "Distributed training (PyTorch DDP)".
 """
 
 from __future__ import annotations
