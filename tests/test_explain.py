@@ -119,6 +119,8 @@ def test_occlusion_finds_the_only_region_that_changes_the_answer():
     assert np.unravel_index(dark.argmax(), dark.shape)[0] in range(40, 56)
     assert np.all(dark[:24] == 0.0), "windows that never touch the square change nothing"
     assert np.all(occlusion_saliency(probs, rgb, target=1) == 0.0), "whitening only raises P(bright)"
+    coarse = occlusion_saliency(probs, rgb, target=0, overlap=False)
+    assert np.all(coarse[:40] == 0.0) and coarse[40:56, 8:24].min() == pytest.approx(1.0)
 
 
 def test_onnx_models_get_occlusion_and_refuse_grad_cam(onnx_model, scan):
@@ -245,13 +247,16 @@ def test_stratified_sample_is_seeded_distinct_and_balanced(mendeley_dir, tmp_pat
     assert sorted(np.bincount(first.labels, minlength=4).tolist()) == [2, 2, 2, 2]
 
 
-def test_stress_test_reports_three_conditions_and_a_deletion_curve(checkpoint, listing, tmp_path, monkeypatch,
-                                                                    capsys):
+@pytest.mark.parametrize("kind, method", [("checkpoint", "Grad-CAM"), ("onnx", "occlusion")])
+def test_stress_test_reports_three_conditions_and_a_deletion_curve(checkpoint, onnx_model, listing, tmp_path,
+                                                                    monkeypatch, capsys, kind, method):
     out = tmp_path / "stress"
-    code, stdout, stderr = run_cli(monkeypatch, capsys, "explain", "--stress", listing, "--model", checkpoint,
+    model = checkpoint if kind == "checkpoint" else onnx_model
+    code, stdout, stderr = run_cli(monkeypatch, capsys, "explain", "--stress", listing, "--model", model,
                                    "--limit", "8", "--out", out)
     assert code == 0, stderr
     report = json.loads((out / "stress.json").read_text())
+    assert report["method"].startswith(method)
     assert set(report["conditions"]) == {"full_page", "header_footer_masked", "cropped_trace"}
     for row in report["conditions"].values():
         assert 0.0 <= row["accuracy"] <= 1.0

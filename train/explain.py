@@ -68,11 +68,16 @@ class ExplainModel:
                for i in range(0, len(rgb), batch)]
         return probabilities(np.concatenate(out), self.contract)
 
-    def saliency(self, rgb: np.ndarray, targets: Sequence[int]) -> np.ndarray:
-        """N x S x S maps in [0, 1] for class index `targets[i]` of image i."""
+    def saliency(self, rgb: np.ndarray, targets: Sequence[int], coarse: bool = False) -> np.ndarray:
+        """N x S x S maps in [0, 1] for class index `targets[i]` of image i.
+
+        `coarse` moves occlusion windows by a whole window (64 model runs per
+        image instead of 225), for many images; Grad-CAM ignores it.
+        """
         if self.method == "gradcam":
             return grad_cam(self.network, self.contract, rgb, targets, self.layer)
-        return np.stack([occlusion_saliency(self.probabilities, image, t) for image, t in zip(rgb, targets)])
+        return np.stack([occlusion_saliency(self.probabilities, image, t, overlap=not coarse)
+                         for image, t in zip(rgb, targets)])
 
 
 def load_explain_model(model: str | None, method: str = "auto", layer: str | None = None) -> ExplainModel:
@@ -134,11 +139,14 @@ def occlusion_window(size: int) -> int:
 
 
 def occlusion_saliency(probs_fn: Callable[[np.ndarray], np.ndarray], rgb: np.ndarray, target: int,
-                       batch: int = 32) -> np.ndarray:
-    """S x S map in [0, 1]: mean drop of P(target) while a white window covers each pixel."""
+                       overlap: bool = True, batch: int = 32) -> np.ndarray:
+    """S x S map in [0, 1]: mean drop of P(target) while a white window covers each pixel.
+
+    With `overlap` the window moves by half its size, else by its whole size.
+    """
     size = rgb.shape[0]
     window = occlusion_window(size)
-    stride = max(1, window // OCCLUSION_STRIDE)
+    stride = max(1, window // OCCLUSION_STRIDE) if overlap else window
     starts = sorted(set(range(0, size - window + 1, stride)) | {size - window})
     corners = [(y, x) for y in starts for x in starts]
     base = float(probs_fn(rgb[None])[0, target])

@@ -153,8 +153,9 @@ def stress_test(model: ExplainModel, table: ImageTable, limit: int = 40, seed: i
         rows = [_scores(model.probabilities(np.stack([delete_pixels(x, o, f) for x, o in zip(inputs, orders)])),
                         labels) for f in fractions]
         deletion[name] = {key: [r[key] for r in rows] for key in rows[0]}
+    method = model.method_label + ("; windows side by side, not overlapping" if model.method == "occlusion" else "")
     return {
-        "model": model.source, "method": model.method_label, "seed": seed,
+        "model": model.source, "method": method, "seed": seed,
         "images": len(views), "classes": contract.classes, "chance_accuracy": 1.0 / len(contract.classes),
         "model_crop": contract.crop, "skipped": skipped, "files": files,
         "note": "images may include training images: compare conditions, not absolute accuracy",
@@ -183,7 +184,7 @@ def _saliency(model: ExplainModel, rgb: np.ndarray, advance, stage: str) -> np.n
     batch = 16 if model.method == "gradcam" else 1
     out = []
     for start in range(0, len(rgb), batch):
-        out.append(model.saliency(rgb[start:start + batch], targets[start:start + batch]))
+        out.append(model.saliency(rgb[start:start + batch], targets[start:start + batch], coarse=True))
         if advance:
             advance(stage, len(rgb), len(out[-1]))
     return np.concatenate(out)
