@@ -136,7 +136,7 @@ def _pm(stat: dict) -> str:
 
 def _changes_text(cfg: TrainConfig, name: str) -> str:
     changes = {k: getattr(cfg, k) for k in VARIANTS[name].changes}
-    return ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "(preset as is)"
+    return ", ".join(f"{k}={v!r}" for k, v in changes.items()) or "preset as is"
 
 
 def markdown_table(report: dict) -> str:
@@ -164,7 +164,7 @@ def run_ablation(base: TrainConfig, names: list[str], out: Path, preset: str = "
     configs = [variant_config(base, name, out) for name in names]
     rows, splits = [], {}
     for i, (name, cfg) in enumerate(zip(names, configs), 1):
-        announce(f"ablation variant {i}/{len(names)}: {name} ({_changes_text(cfg, name)})")
+        announce(f"ablation variant {i}/{len(names)}: {name}: {_changes_text(cfg, name)}")
         run_dir = train_variant(cfg)
         splits[name] = (run_dir / "splits.json").read_text()
         variant = VARIANTS[name]
