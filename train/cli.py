@@ -19,7 +19,7 @@ HELP = {
     "pretrained": "start the trunk from ImageNet weights if they are already on disk",
     "channels": "conv_block1..3 output channels, e.g. 1024,512,512",
     "dropouts": "conv_block1..3 dropout, e.g. 0.05,0.1,0.2",
-    "unfreeze": "progressive unfreezing, PART:EPOCH list; '' trains everything from epoch 1",
+    "unfreeze": "progressive unfreezing, PART:EPOCH list (trunk, conv_block1..3, attention, fusion, all); '' trains everything from epoch 1",
     "cosine_over": "cosine term of the hybrid loss over 'positives' (default) or 'all' pairs (paper's literal eq. 4)",
     "triplet_margin": "add a triplet loss with this margin (0 = off; the paper uses 0.1)",
     "dedup_train": "train on one file per duplicate group",
