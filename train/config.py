@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from .model import ModelConfig
+
 
 @dataclass
 class TrainConfig:
@@ -20,14 +22,14 @@ class TrainConfig:
     exclude: list[str] = field(default_factory=list)  # listings whose duplicate groups are held out
     max_per_class: int = 0  # 0 = all; else at most this many duplicate groups per class (tests)
     # model
-    trunk: str = "resnet50"
+    trunk: str = ModelConfig.trunk  # architecture defaults live in ModelConfig (the paper's values)
     pretrained: bool = True  # ImageNet weights, only if already on disk
-    channels: tuple[int, int, int] = (1024, 512, 512)
-    dropouts: tuple[float, float, float] = (0.05, 0.1, 0.2)
-    attention: bool = True
-    heads: int = 8
-    fusion_dim: int = 512
-    projection_dim: int = 128
+    channels: tuple[int, int, int] = ModelConfig.channels
+    dropouts: tuple[float, float, float] = ModelConfig.dropouts
+    attention: bool = ModelConfig.attention
+    heads: int = ModelConfig.heads
+    fusion_dim: int = ModelConfig.fusion_dim
+    projection_dim: int = ModelConfig.projection_dim
     # input
     input_size: int = 224
     crop: bool = True
