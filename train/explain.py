@@ -34,7 +34,7 @@ from edgeecg.registry import DEFAULT_MODEL, resolve_model
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .model import SimCardioNet
-from .plots import _save as save_figure
+from .plots import save_figure
 
 CAM_LAYERS = ("conv_block3", "conv_block2", "conv_block1", "attention", "trunk")
 DEFAULT_LAYER = "conv_block3"

@@ -27,7 +27,7 @@ from edgeecg.preprocess import normalize
 
 from .data import ImageTable, load_crops
 from .model import SimCardioNet
-from .plots import _save as save_figure
+from .plots import save_figure
 
 SPACES = {"backbone": "backbone features (model.features)", "projection": "projection head (model.project)"}
 

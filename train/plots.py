@@ -64,7 +64,7 @@ def plot_confusion(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike, title: str) -> Path:
@@ -90,7 +90,7 @@ def plot_training_curves(history: Sequence[Mapping[str, Any]], path: str | os.Pa
         ax.grid(True, alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _series(history: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, str]]) -> dict[str, tuple[list, list]]:
@@ -104,7 +104,7 @@ def _series(history: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, str]
     return series
 
 
-def _save(fig: Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     target = Path(path)
     # atomic_path's temporary name ends in .tmp, so the format comes from the target.
     file_format = target.suffix.lstrip(".").lower() or "png"

@@ -194,7 +194,7 @@ def write_stress_report(report: dict, out_dir: str | Path) -> tuple[Path, Path]:
     """stress.json and deletion_curve.png in `out_dir`."""
     from matplotlib.figure import Figure
 
-    from .plots import _save as save_figure
+    from .plots import save_figure
 
     out_dir = Path(out_dir)
     json_path = out_dir / "stress.json"
