@@ -13,7 +13,7 @@ from edgeecg.train import ptbxl
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeecg.train.config import preset_config
 from edgeecg.train.ptbxl_train import (SPLIT_ENV, STANDARD_SPLIT, SUBSET_SPLIT, cap_records, choose_split,
-                                       parse_split, render_record, render_split, train_ptbxl)
+                                       parse_split, ptbxl_config, render_record, render_split, train_ptbxl)
 
 
 def test_split_from_env_or_from_the_folds_present(monkeypatch, ptbxl_dir):
@@ -67,6 +67,14 @@ def test_bad_options_are_one_line_errors(tmp_path, ptbxl_dir):
     (tmp_path / "used" / "config.json").write_text("{}")
     with pytest.raises(EdgeECGError, match="already holds a run"):
         train_ptbxl("tiny", {"data": str(ptbxl_dir), "out": str(tmp_path / "used")})
+
+
+def test_plain_bce_unless_class_weights_are_asked_for(tmp_path, ptbxl_dir):
+    base = {"data": str(ptbxl_dir), "out": str(tmp_path / "run")}
+    assert not ptbxl_config("edge", base).class_weights  # whatever the preset says
+    assert ptbxl_config("edge", {**base, "class_weights": True}).class_weights
+    cfg = ptbxl_config("edge", {**base, "channels": "64,32,32", "epochs": 3})
+    assert cfg.channels == (64, 32, 32) and cfg.epochs == 3 and cfg.dataset == "ptbxl"
 
 
 @pytest.fixture(scope="module")
