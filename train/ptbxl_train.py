@@ -34,7 +34,7 @@ class), which moves every class towards a 50 % prior: rare classes win the
 argmax, the 0.5 threshold over-fires and one shared temperature cannot undo it.
 Measured on the shared subset with the edge preset: validation single-label
 accuracy 0.03 and the temperature fit at its bound of 100 with pos_weight;
-0.55 and T = 1.6 without it (train/PTBXL_RESULTS.md).
+0.55 and T = 1.6 without it (README.md, "PTB-XL printouts").
 
 Crops are cached by (ecg_id, render seed, render options and renderer source,
 preprocess fingerprint, input size, crop settings), so a second run renders nothing.

@@ -268,5 +268,9 @@ def resume(run_dir: Path) -> Path:
     if cfg is None:
         raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
     cfg.out = str(run_dir)
+    if cfg.dataset == "ptbxl":
+        from .ptbxl_train import run_ptbxl
+
+        return run_ptbxl(cfg)
     return train(cfg)
 
