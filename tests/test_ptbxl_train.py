@@ -73,7 +73,7 @@ def test_plain_bce_unless_class_weights_are_asked_for(tmp_path, ptbxl_dir):
     base = {"data": str(ptbxl_dir), "out": str(tmp_path / "run")}
     assert not ptbxl_config("edge", base).class_weights  # whatever the preset says
     assert ptbxl_config("edge", {**base, "class_weights": True}).class_weights
-    cfg = ptbxl_config("edge", {**base, "channels": "64,32,32", "epochs": 3})
+    cfg = ptbxl_config("edge", {**base, "channels": (64, 32, 32), "epochs": 3})
     assert cfg.channels == (64, 32, 32) and cfg.epochs == 3 and cfg.dataset == "ptbxl"
 
 
@@ -88,7 +88,7 @@ def tiny_run(tmp_path_factory, ptbxl_dir):
         mp.delenv(SPLIT_ENV, raising=False)
         try:
             out = train_ptbxl("tiny", {"data": str(ptbxl_dir), "out": str(root / "run"), "max_per_class": 2,
-                                       "channels": "16,16,16", "exclude": ()})
+                                       "channels": (16, 16, 16), "exclude": ()})
         finally:
             torch.set_num_threads(threads)
     return out

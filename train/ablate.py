@@ -54,7 +54,7 @@ import click
 from edgeecg.atomic import write_text
 from edgeecg.errors import EdgeECGError
 
-from .cli import _tuple, _with_config_options
+from .cli import _with_config_options
 from .config import PRESETS, TrainConfig, preset_config
 
 
@@ -202,8 +202,6 @@ def ablate(preset: str, variants: str, **options) -> None:
                            f"choose from {', '.join(VARIANTS)}")
     if not options.get("data"):
         raise EdgeECGError("--data is required (a folder with one sub-folder per class, or a CSV manifest)")
-    options["channels"] = _tuple(options["channels"], int)
-    options["dropouts"] = _tuple(options["dropouts"], float)
     options["exclude"] = list(options["exclude"]) or None
     out = Path(options.pop("out") or f"runs/ablation-{preset}")
     try:

@@ -36,20 +36,23 @@ def _option(field: dataclasses.Field):
     if field.name == "exclude":
         return click.option(f"--{name}", field.name, multiple=True, help=help_text)
     if field.name in ("channels", "dropouts"):
-        return click.option(f"--{name}", field.name, default=None, help=help_text)
+        kind = int if field.name == "channels" else float
+        return click.option(f"--{name}", field.name, default=None, help=help_text,
+                            callback=lambda ctx, param, text: _triple(text, kind))
     kind = {"int": int, "float": float, "str": str}[str(field.type)]
     return click.option(f"--{name}", field.name, type=kind, default=None, help=help_text or " ")
 
 
-def _tuple(text: str | None, kind):
+def _triple(text: str | None, kind) -> tuple | None:
+    """'1024,512,512' -> (1024, 512, 512); the CLI's three-values-per-block options."""
     if text is None:
         return None
     try:
         values = tuple(kind(v) for v in text.split(","))
     except ValueError:
-        raise EdgeECGError(f"expected three comma-separated numbers, got {text!r}") from None
+        raise click.BadParameter(f"expected three comma-separated numbers, got {text!r}") from None
     if len(values) != 3:
-        raise EdgeECGError(f"expected three comma-separated numbers, got {text!r}")
+        raise click.BadParameter(f"expected three comma-separated numbers, got {text!r}")
     return values
 
 
@@ -96,8 +99,6 @@ def train(preset: str, dataset: str, resume_dir: Path | None, ddp: int | None, *
             return
         if not options.get("data"):
             raise EdgeECGError("--data is required (a folder with one sub-folder per class, or a CSV manifest)")
-        options["channels"] = _tuple(options["channels"], int)
-        options["dropouts"] = _tuple(options["dropouts"], float)
         options["exclude"] = list(options["exclude"]) or None
         out = Path(options["out"] or f"runs/{preset}")
         if (out / "config.json").exists():

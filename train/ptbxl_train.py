@@ -68,7 +68,6 @@ from edgeecg.render_cli import record_seed
 
 from . import ptbxl
 from .checkpoint import FINAL_MODEL, save_checkpoint
-from .cli import _tuple
 from .config import TrainConfig, parse_unfreeze, preset_config
 from .data import cache_dir, preprocess_fingerprint
 from .evaluate import fit_temperature, multilabel_metrics, sigmoid
@@ -241,9 +240,6 @@ def ptbxl_config(preset: str, options: dict) -> TrainConfig:
         raise EdgeECGError("--data is required (the PTB-XL folder holding ptbxl_database.csv)")
     if options.pop("exclude", None):
         raise EdgeECGError("--exclude applies to image folders; PTB-XL splits by strat_fold")
-    for name, kind in (("channels", int), ("dropouts", float)):
-        if isinstance(options.get(name), str):
-            options[name] = _tuple(options[name], kind)
     if options.get("class_weights") is None:
         options["class_weights"] = False  # plain BCE unless asked for (module docstring)
     out = Path(options.get("out") or f"runs/ptbxl-{preset}")
