@@ -1,13 +1,15 @@
 """Ablation variants: mapping to TrainConfig, a test-sized comparison table on real scans, reuse and refusal."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from edgeecg.cli import cli
 from edgeecg.errors import EdgeECGError
-from edgeecg.train.ablate import VARIANTS, run_ablation, variant_config
+from edgeecg.train import ablate
+from edgeecg.train.ablate import VARIANTS, effective_settings, run_ablation, variant_config
 from edgeecg.train.config import parse_unfreeze, preset_config
 from edgeecg.train.finetune import trainable_parts
 from edgeecg.train.model import MODEL_PARTS
@@ -41,6 +43,46 @@ def test_linear_probe_trains_only_the_classifier_every_epoch(tmp_path):
     # the other variants keep the paper's schedule, or train everything from epoch 1
     assert trainable_parts(1, parse_unfreeze(preset_config("paper").unfreeze)) == {"attention", "fusion", "classifier"}
     assert trainable_parts(1, parse_unfreeze("")) == set(MODEL_PARTS)
+
+
+def _trained_alike(preset: str, tmp_path) -> list[set[str]]:
+    base = preset_config(preset, data="d")
+    groups: dict[str, set[str]] = {}
+    for name in VARIANTS:
+        groups.setdefault(effective_settings(variant_config(base, name, tmp_path)), set()).add(name)
+    return sorted(groups.values(), key=sorted)
+
+
+def test_variants_that_change_nothing_on_the_preset_share_one_run(tmp_path):
+    assert all(len(group) == 1 for group in _trained_alike("paper", tmp_path))
+    # edge: no SSL (so SSL learning rates do nothing), no domain augmentation, no unfreeze schedule
+    assert _trained_alike("edge", tmp_path) == [
+        {"full", "cnn_resnet_no_ssl", "reduced_lr", "no_domain_aug"}, {"no_attention", "resnet_baseline"},
+        {"simclr_resnet"}, {"ssl_linear_probe"}]
+
+
+def test_ablation_trains_each_distinct_variant_once(tmp_path, monkeypatch):
+    trained = []
+
+    def fake_train(cfg):  # records what would be trained; writes what summarize() reads
+        trained.append(Path(cfg.out).name)
+        Path(cfg.out).mkdir(parents=True)
+        (Path(cfg.out) / "splits.json").write_text("[]")
+        stat = {"mean": 0.5, "std": 0.0}
+        (Path(cfg.out) / "metrics.json").write_text(json.dumps({
+            "mean_std": {k: stat for k in ("accuracy", "f1_macro", "auc_roc_macro", "ece")},
+            "timing": {"ssl_time_seconds": 0, "fold_training_time_seconds": [1], "final_model_training_seconds": 1},
+            "data": {"images": 9}, "folds": [{}]}))
+        return Path(cfg.out)
+
+    monkeypatch.setattr(ablate, "train_variant", fake_train)
+    report = run_ablation(preset_config("edge", data="d"), ["full", "no_domain_aug", "no_attention", "resnet_baseline"],
+                          tmp_path, "edge", announce=lambda m: None)
+    assert trained == ["full", "no_attention"]
+    rows = {r["name"]: r for r in report["variants"]}
+    assert rows["no_domain_aug"]["same_run_as"] == "full" and rows["no_domain_aug"]["run"] == str(tmp_path / "full")
+    assert rows["resnet_baseline"]["same_run_as"] == "no_attention" and rows["full"]["same_run_as"] is None
+    assert "(same run as `full`)" in (tmp_path / "ablation.md").read_text()
 
 
 def test_unknown_variant_is_refused():

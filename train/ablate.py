@@ -36,6 +36,11 @@ Mapping of the paper's ablations ("Ablation study", Tables 6-13) to fields:
   counterparts (rotation, colour jitter, affine, perspective, erasing). The
   SimCLR views stay, as they define the SSL task.
 
+Variants that change nothing the preset trains with (e.g. `no_domain_aug`
+on `edge`, which has domain_aug=False already; `reduced_lr` where SSL is off)
+are not trained again: their row reuses the run of the first variant with the
+same effective settings and says so.
+
 Deviations, stated in the table: the 1x1 conv blocks are part of every
 SimCardioNet (ModelConfig has no switch to drop them), so the "ResNet" variants
 keep them between trunk and classifier; Table 13 (temporal attention for
@@ -93,6 +98,18 @@ def variant_config(base: TrainConfig, name: str, out: Path) -> TrainConfig:
     if changes.get("unfreeze", "") is None:
         changes["unfreeze"] = linear_probe_schedule(base)
     return replace(base, out=str(Path(out) / name), **changes)
+
+
+SSL_ONLY_FIELDS = ("ssl_epochs", "ssl_batch", "ssl_lr_backbone", "ssl_wd_backbone", "ssl_lr_head", "ssl_wd_head",
+                   "ssl_tmax", "ssl_eta_min", "temperature", "cosine_weight", "cosine_over", "triplet_margin")
+
+
+def effective_settings(cfg: TrainConfig) -> str:
+    """What a run trains with: its config without the output folder, and without SSL knobs when SSL is off."""
+    settings = {k: _plain(v) for k, v in asdict(cfg).items() if k != "out"}
+    if not cfg.ssl:
+        settings = {k: v for k, v in settings.items() if k not in SSL_ONLY_FIELDS}
+    return json.dumps(settings, sort_keys=True)
 
 
 def _same_settings(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
@@ -162,14 +179,21 @@ def run_ablation(base: TrainConfig, names: list[str], out: Path, preset: str = "
     """Train (or reuse) every named variant under `out`, check they share folds, write the comparison."""
     out = Path(out)
     configs = [variant_config(base, name, out) for name in names]
-    rows, splits = [], {}
+    rows, splits, first_with = [], {}, {}
     for i, (name, cfg) in enumerate(zip(names, configs), 1):
-        announce(f"ablation variant {i}/{len(names)}: {name}: {_changes_text(cfg, name)}")
-        run_dir = train_variant(cfg)
+        same_as = first_with.setdefault(effective_settings(cfg), name)
+        if same_as == name:
+            announce(f"ablation variant {i}/{len(names)}: {name}: {_changes_text(cfg, name)}")
+            run_dir = train_variant(cfg)
+        else:
+            announce(f"ablation variant {i}/{len(names)}: {name}: trains as {same_as} on this preset; reusing its run")
+            run_dir = Path(configs[names.index(same_as)].out)
         splits[name] = (run_dir / "splits.json").read_text()
         variant = VARIANTS[name]
+        changes = _changes_text(cfg, name) + ("" if same_as == name else f" (same run as `{same_as}`)")
         rows.append({"name": name, "paper": variant.paper, "paper_accuracy": variant.paper_accuracy,
-                     "changes": _changes_text(cfg, name), "run": str(run_dir), **summarize(run_dir)})
+                     "changes": changes, "run": str(run_dir), "same_run_as": None if same_as == name else same_as,
+                     **summarize(run_dir)})
     first = names[0]
     for name in names[1:]:
         if splits[name] != splits[first]:
