@@ -145,6 +145,8 @@ def test_rerun_reuses_finished_variants_and_refuses_other_settings(two_variant_a
     again = _ablate(tmp, mendeley_dir, ["resnet_baseline"])
     assert metrics.stat().st_mtime_ns == before
     assert again["variants"][0]["accuracy"] == report["variants"][0]["accuracy"]
+    _ablate(tmp, mendeley_dir, ["resnet_baseline"], workers=1, device="cpu")  # machinery: reused, not refused
+    assert metrics.stat().st_mtime_ns == before
     with pytest.raises(EdgeECGError, match="other settings .*seed"):
         _ablate(tmp, mendeley_dir, ["resnet_baseline"], seed=7)
 

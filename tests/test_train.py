@@ -114,6 +114,7 @@ def test_tiny_run_writes_every_report(interrupted_then_resumed_run):
         assert key in timing
     assert {"ssl_time_seconds", "cv_time_seconds", "total_time_seconds",
             "average_time_per_fold_seconds"} <= set(timing["summary"])
+    assert timing["device"] == "cpu" and timing["device_name"]  # which processor the seconds were measured on
     assert metrics["calibration"]["temperature"] > 0
     for png in ("confusion_matrix.png", "fold1_curves.png", "ssl_curve.png", "final_curves.png"):
         assert cv2.imread(str(out / png)) is not None, png

@@ -100,13 +100,14 @@ def variant_config(base: TrainConfig, name: str, out: Path) -> TrainConfig:
     return replace(base, out=str(Path(out) / name), **changes)
 
 
+MACHINERY_FIELDS = ("out", "workers", "device")  # where and how fast a run trains, not what it trains
 SSL_ONLY_FIELDS = ("ssl_epochs", "ssl_batch", "ssl_lr_backbone", "ssl_wd_backbone", "ssl_lr_head", "ssl_wd_head",
                    "ssl_tmax", "ssl_eta_min", "temperature", "cosine_weight", "cosine_over", "triplet_margin")
 
 
 def effective_settings(cfg: TrainConfig) -> str:
-    """What a run trains with: its config without the output folder, and without SSL knobs when SSL is off."""
-    settings = {k: _plain(v) for k, v in asdict(cfg).items() if k != "out"}
+    """What a run trains with: its config without the machinery fields, and without SSL knobs when SSL is off."""
+    settings = {k: _plain(v) for k, v in asdict(cfg).items() if k not in MACHINERY_FIELDS}
     if not cfg.ssl:
         settings = {k: v for k, v in settings.items() if k not in SSL_ONLY_FIELDS}
     return json.dumps(settings, sort_keys=True)
@@ -115,7 +116,7 @@ def effective_settings(cfg: TrainConfig) -> str:
 def _same_settings(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
     """Fields in which a run folder's saved config differs from the one this ablation would train."""
     a, b = asdict(saved), asdict(wanted)
-    return [k for k in b if k != "out" and _plain(a.get(k)) != _plain(b[k])]
+    return [k for k in b if k not in MACHINERY_FIELDS and _plain(a.get(k)) != _plain(b[k])]
 
 
 def _plain(value):
@@ -143,7 +144,7 @@ def summarize(run_dir: Path) -> dict:
     seconds = (timing["ssl_time_seconds"] + sum(timing["fold_training_time_seconds"])
                + timing["final_model_training_seconds"])
     row = {key: metrics["mean_std"][key] for key, _ in REPORTED}
-    return {**row, "training_seconds": seconds, "images": metrics["data"]["images"],
+    return {**row, "training_seconds": seconds, "device": timing.get("device", "?"), "images": metrics["data"]["images"],
             "folds": len(metrics["folds"])}
 
 
@@ -161,13 +162,13 @@ def markdown_table(report: dict) -> str:
              "",
              f"Data: `{report['data']}` ({report['images']} images). Every variant used the same folds "
              "(identical splits.json). Mean ± std over folds; ECE before temperature scaling; training time = "
-             "SSL + fold fine-tuning + final model, in seconds on this machine.",
+             "SSL + fold fine-tuning + final model, in seconds on the device the run trained on.",
              "",
              "| Variant | Paper | Paper acc. | Changes | " + " | ".join(t for _, t in REPORTED) + " | Training s |",
              "|---|---|---|---|" + "---|" * len(REPORTED) + "---|"]
     for row in report["variants"]:
         cells = [f"`{row['name']}`", row["paper"], f"{row['paper_accuracy']:.2f}", row["changes"],
-                 *(_pm(row[k]) for k, _ in REPORTED), f"{row['training_seconds']:.0f}"]
+                 *(_pm(row[k]) for k, _ in REPORTED), f"{row['training_seconds']:.0f} ({row['device']})"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "The paper's accuracies are its own (ResNet-50, its data split); they are context, not targets. "
               "Conv blocks stay in the 'ResNet' variants (no switch in ModelConfig); Table 13 (temporal attention "

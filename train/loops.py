@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import platform
 import random
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +27,18 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's model name, or the CPU's, for timing reports."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
 
 
 def autocast(device: torch.device):

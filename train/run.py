@@ -29,7 +29,7 @@ from .data import ImageTable, group_kfold, load_crops, load_table, one_per_group
 from .evaluate import (aggregate_folds, brier_score, classification_metrics, expected_calibration_error,
                        fit_temperature, format_summary, softmax)
 from .finetune import fit
-from .loops import pick_device, predict_logits, seed_everything
+from .loops import device_name, pick_device, predict_logits, seed_everything
 from .model import ModelConfig, build_model
 from .plots import plot_confusion, plot_training_curves
 from .ssl import pretrain
@@ -244,7 +244,8 @@ def train(cfg: TrainConfig) -> Path:
             "summary": {"ssl_time_seconds": ssl_seconds, "cv_time_seconds": cv_seconds,
                         "total_time_seconds": total, "average_time_per_fold_seconds": cv_seconds / len(folds),
                         "this_session_wall_seconds": total},
-            "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
         }
         run.write_json("timing.json", timing)
         run.write_json("metrics.json", {
