@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from edgeecg.cli import cli
 from edgeecg.errors import EdgeECGError
 from edgeecg.train import ablate
-from edgeecg.train.ablate import VARIANTS, effective_settings, run_ablation, variant_config
+from edgeecg.train.ablate import VARIANTS, effective_settings, run_ablation, run_over_seeds, variant_config
 from edgeecg.train.config import parse_unfreeze, preset_config
 from edgeecg.train.finetune import trainable_parts
 from edgeecg.train.model import MODEL_PARTS
@@ -61,14 +61,15 @@ def test_variants_that_change_nothing_on_the_preset_share_one_run(tmp_path):
         {"simclr_resnet"}, {"ssl_linear_probe"}]
 
 
-def test_ablation_trains_each_distinct_variant_once(tmp_path, monkeypatch):
+def _fake_training(monkeypatch) -> list:
+    """Replace training by a recorder that writes what summarize() reads (accuracy = seed / 100)."""
     trained = []
 
-    def fake_train(cfg):  # records what would be trained; writes what summarize() reads
+    def fake_train(cfg):
         trained.append(Path(cfg.out).name)
         Path(cfg.out).mkdir(parents=True)
         (Path(cfg.out) / "splits.json").write_text("[]")
-        stat = {"mean": 0.5, "std": 0.0}
+        stat = {"mean": cfg.seed / 100, "std": 0.0}
         (Path(cfg.out) / "metrics.json").write_text(json.dumps({
             "mean_std": {k: stat for k in ("accuracy", "f1_macro", "auc_roc_macro", "ece")},
             "timing": {"ssl_time_seconds": 0, "fold_training_time_seconds": [1], "final_model_training_seconds": 1},
@@ -76,6 +77,11 @@ def test_ablation_trains_each_distinct_variant_once(tmp_path, monkeypatch):
         return Path(cfg.out)
 
     monkeypatch.setattr(ablate, "train_variant", fake_train)
+    return trained
+
+
+def test_ablation_trains_each_distinct_variant_once(tmp_path, monkeypatch):
+    trained = _fake_training(monkeypatch)
     report = run_ablation(preset_config("edge", data="d"), ["full", "no_domain_aug", "no_attention", "resnet_baseline"],
                           tmp_path, "edge", announce=lambda m: None)
     assert trained == ["full", "no_attention"]
@@ -83,6 +89,27 @@ def test_ablation_trains_each_distinct_variant_once(tmp_path, monkeypatch):
     assert rows["no_domain_aug"]["same_run_as"] == "full" and rows["no_domain_aug"]["run"] == str(tmp_path / "full")
     assert rows["resnet_baseline"]["same_run_as"] == "no_attention" and rows["full"]["same_run_as"] is None
     assert "(same run as `full`)" in (tmp_path / "ablation.md").read_text()
+
+
+def test_seeds_repeat_the_ablation_and_tabulate_the_spread(tmp_path, monkeypatch):
+    trained = _fake_training(monkeypatch)
+    report = run_over_seeds(preset_config("edge", data="d"), ["full", "no_domain_aug", "simclr_resnet"], tmp_path,
+                            [40, 50], "edge", announce=lambda m: None)
+    assert trained == ["full", "simclr_resnet"] * 2
+    assert (tmp_path / "seed40" / "full" / "metrics.json").is_file()
+    assert json.loads((tmp_path / "seed50" / "ablation.json").read_text())["seed"] == 50
+    full = report["variants"][0]
+    assert full["accuracy"]["per_seed"] == [0.4, 0.5]
+    assert full["accuracy"]["mean"] == pytest.approx(0.45) and full["accuracy"]["std"] == pytest.approx(0.05)
+    table = (tmp_path / "ablation.md").read_text()
+    assert "seeds 40, 50" in table and "| 0.400, 0.500 |" in table
+    assert json.loads((tmp_path / "ablation.json").read_text())["seeds"] == [40, 50]
+
+
+@pytest.mark.parametrize("seeds", ["1,x", "3,3", ","])
+def test_bad_seed_lists_are_usage_errors(seeds):
+    result = CliRunner().invoke(cli, ["ablate", "--data", "x", "--seeds", seeds])
+    assert result.exit_code == 2 and "--seeds" in result.output
 
 
 def test_unknown_variant_is_refused():

@@ -6,7 +6,8 @@ the same data, seed and therefore the same duplicate-aware folds (checked from
 each run's splits.json). OUT/ablation.md and OUT/ablation.json compare
 accuracy, macro-F1, macro AUC-ROC and ECE (mean ± std over folds) and the
 training time. Re-running the command reuses finished variants and resumes an
-interrupted one.
+interrupted one. `--seeds 42,1,2` repeats all of it per seed in OUT/seed<k>/
+and tabulates the spread over seeds in OUT/ablation.md.
 
 Mapping of the paper's ablations ("Ablation study", Tables 6-13) to fields:
 
@@ -55,6 +56,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import click
+import numpy as np
 
 from edgeecg.atomic import write_text
 from edgeecg.errors import EdgeECGError
@@ -158,22 +160,40 @@ def _changes_text(cfg: TrainConfig, name: str) -> str:
 
 
 def markdown_table(report: dict) -> str:
-    lines = [f"# Ablation: preset `{report['preset']}`, {report['folds']}-fold group CV, seed {report['seed']}",
+    """One row per variant; with several seeds, the spread over seeds of each seed's fold mean."""
+    seeds = report.get("seeds")
+    if seeds:
+        title = f"{report['folds']}-fold group CV repeated for seeds {', '.join(map(str, seeds))}"
+        spread = ("Mean ± std over seeds of each seed's fold mean (each seed draws other folds and other initial "
+                  "weights; OUT/seed<k>/ablation.md holds each seed's own table)")
+    else:
+        title = f"{report['folds']}-fold group CV, seed {report['seed']}"
+        spread = "Every variant used the same folds (identical splits.json). Mean ± std over folds"
+    lines = [f"# Ablation: preset `{report['preset']}`, {title}",
              "",
-             f"Data: `{report['data']}` ({report['images']} images). Every variant used the same folds "
-             "(identical splits.json). Mean ± std over folds; ECE before temperature scaling; training time = "
-             "SSL + fold fine-tuning + final model, in seconds on the device the run trained on.",
+             f"Data: `{report['data']}` ({report['images']} images). {spread}; ECE before temperature scaling; "
+             "training time = SSL + fold fine-tuning + final model, in seconds on the device the run trained on"
+             + (" (mean over seeds)." if seeds else "."),
              "",
-             "| Variant | Paper | Paper acc. | Changes | " + " | ".join(t for _, t in REPORTED) + " | Training s |",
-             "|---|---|---|---|" + "---|" * len(REPORTED) + "---|"]
+             "| Variant | Paper | Paper acc. | Changes | " + " | ".join(t for _, t in REPORTED)
+             + (" | Accuracy per seed" if seeds else "") + " | Training s |",
+             "|---|---|---|---|" + "---|" * (len(REPORTED) + bool(seeds)) + "---|"]
     for row in report["variants"]:
         cells = [f"`{row['name']}`", row["paper"], f"{row['paper_accuracy']:.2f}", row["changes"],
-                 *(_pm(row[k]) for k, _ in REPORTED), f"{row['training_seconds']:.0f} ({row['device']})"]
+                 *(_pm(row[k]) for k, _ in REPORTED)]
+        if seeds:
+            cells.append(", ".join(f"{v:.3f}" for v in row["accuracy"]["per_seed"]))
+        cells.append(f"{row['training_seconds']:.0f} ({row['device']})")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "The paper's accuracies are its own (ResNet-50, its data split); they are context, not targets. "
               "Conv blocks stay in the 'ResNet' variants (no switch in ModelConfig); Table 13 (temporal attention "
               "on 1-D signals) is not run. Variant mapping: `edgeecg.train.ablate` docstring."]
     return "\n".join(lines) + "\n"
+
+
+def _write_report(report: dict, out: Path) -> None:
+    write_text(out / "ablation.json", json.dumps(report, indent=2))
+    write_text(out / "ablation.md", markdown_table(report))
 
 
 def run_ablation(base: TrainConfig, names: list[str], out: Path, preset: str = "", announce=print) -> dict:
@@ -203,9 +223,49 @@ def run_ablation(base: TrainConfig, names: list[str], out: Path, preset: str = "
     report = {"preset": preset, "base_config": asdict(base), "data": base.data,
               "folds": base.folds, "seed": base.seed, "images": rows[0]["images"], "same_folds": True,
               "variants": rows}
-    write_text(out / "ablation.json", json.dumps(report, indent=2))
-    write_text(out / "ablation.md", markdown_table(report))
+    _write_report(report, out)
     return report
+
+
+def run_over_seeds(base: TrainConfig, names: list[str], out: Path, seeds: list[int], preset: str = "",
+                   announce=print) -> dict:
+    """The ablation once per seed into OUT/seed<k>/, then one table of the spread over seeds.
+
+    One CV of a small, noisy dataset can rank the variants by chance; repeating it
+    with other folds and initialisations shows which differences survive.
+    """
+    out = Path(out)
+    reports = []
+    for seed in seeds:
+        announce(f"ablation seed {seed}")
+        reports.append(run_ablation(replace(base, seed=seed), names, out / f"seed{seed}", preset, announce))
+    rows = []
+    for i, name in enumerate(names):
+        per_seed = [r["variants"][i] for r in reports]
+        stats = {}
+        for key, _ in REPORTED:
+            values = [row[key]["mean"] for row in per_seed]
+            stats[key] = {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values}
+        rows.append({**{k: per_seed[0][k] for k in ("name", "paper", "paper_accuracy", "changes", "same_run_as")},
+                     **stats, "runs": [row["run"] for row in per_seed],
+                     "training_seconds": float(np.mean([row["training_seconds"] for row in per_seed])),
+                     "device": ", ".join(sorted({row["device"] for row in per_seed}))})
+    report = {"preset": preset, "base_config": asdict(base), "data": base.data, "folds": base.folds,
+              "seeds": list(seeds), "images": reports[0]["images"], "variants": rows}
+    _write_report(report, out)
+    return report
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"expected distinct comma-separated integers, got {text!r}")
+    return seeds
 
 
 @click.command()
@@ -213,8 +273,11 @@ def run_ablation(base: TrainConfig, names: list[str], out: Path, preset: str = "
               help="recipe every variant starts from: paper (ResNet-50, GPU), edge, tiny (tests)")
 @click.option("--variants", default=",".join(VARIANTS), show_default=True,
               help="comma-separated variants to train, from: " + ", ".join(VARIANTS))
+@click.option("--seeds", default=None, metavar="S1,S2,...",
+              callback=lambda ctx, param, text: _seed_list(text),
+              help="repeat the ablation for these seeds (OUT/seed<k>/) and tabulate the spread over seeds")
 @_with_config_options
-def ablate(preset: str, variants: str, **options) -> None:
+def ablate(preset: str, variants: str, seeds: list[int] | None, **options) -> None:
     """Train the paper's ablation variants under one group-aware CV and write OUT/ablation.md + .json.
 
     --out is the ablation folder (runs land in OUT/<variant>/); any other training
@@ -233,6 +296,10 @@ def ablate(preset: str, variants: str, **options) -> None:
         base = preset_config(preset, **options)
     except ValueError as exc:
         raise EdgeECGError(str(exc)) from None
-    report = run_ablation(base, list(dict.fromkeys(names)), out, preset, announce=lambda m: click.echo(m, err=True))
+    names, announce = list(dict.fromkeys(names)), (lambda m: click.echo(m, err=True))
+    if seeds:
+        report = run_over_seeds(base, names, out, seeds, preset, announce)
+    else:
+        report = run_ablation(base, names, out, preset, announce)
     click.echo(markdown_table(report), nl=False)
     click.echo(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
