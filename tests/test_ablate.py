@@ -26,6 +26,8 @@ def test_variants_change_only_their_fields(tmp_path):
         "ssl_linear_probe": {"attention": False, "unfreeze": "attention:101,fusion:101"},
         "reduced_lr": {"ssl_lr_backbone": 1e-4, "ssl_lr_head": 3e-4},
         "no_domain_aug": {"domain_aug": False},
+        "with_domain_aug": {},  # the paper recipe has them already
+        "with_ssl": {},
     }
     assert set(expected) == set(VARIANTS)
     for name, changes in expected.items():
@@ -54,11 +56,12 @@ def _trained_alike(preset: str, tmp_path) -> list[set[str]]:
 
 
 def test_variants_that_change_nothing_on_the_preset_share_one_run(tmp_path):
-    assert all(len(group) == 1 for group in _trained_alike("paper", tmp_path))
+    paper = _trained_alike("paper", tmp_path)
+    assert {"full", "with_domain_aug", "with_ssl"} in paper and all(len(g) == 1 for g in paper if "full" not in g)
     # edge: no SSL (so SSL learning rates do nothing), no domain augmentation, no unfreeze schedule
     assert _trained_alike("edge", tmp_path) == [
         {"full", "cnn_resnet_no_ssl", "reduced_lr", "no_domain_aug"}, {"no_attention", "resnet_baseline"},
-        {"simclr_resnet"}, {"ssl_linear_probe"}]
+        {"simclr_resnet"}, {"ssl_linear_probe"}, {"with_domain_aug"}, {"with_ssl"}]
 
 
 def _fake_training(monkeypatch) -> list:

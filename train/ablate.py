@@ -36,6 +36,9 @@ Mapping of the paper's ablations ("Ablation study", Tables 6-13) to fields:
   signals (time scaling, jitter, baseline drift); ours are their image
   counterparts (rotation, colour jitter, affine, perspective, erasing). The
   SimCLR views stay, as they define the SSL task.
+- `with_domain_aug` / `with_ssl`: the other arm of Table 12 and of the SSL
+  comparison, for presets that leave a component out (`edge` has no SSL and no
+  domain augmentation). On `paper` they equal `full` and are not trained again.
 
 Variants that change nothing the preset trains with (e.g. `no_domain_aug`
 on `edge`, which has domain_aug=False already; `reduced_lr` where SSL is off)
@@ -82,6 +85,8 @@ VARIANTS = {v.name: v for v in (
     Variant("ssl_linear_probe", "Table 10 (SSL only)", 0.86, {"ssl": True, "attention": False, "unfreeze": None}),
     Variant("reduced_lr", "Table 11 (reduced lrs)", 0.91, {"ssl_lr_backbone": 1e-4, "ssl_lr_head": 3e-4}),
     Variant("no_domain_aug", "Table 12 (no augmentation)", 0.94, {"domain_aug": False}),
+    Variant("with_domain_aug", "Table 12 (with augmentation)", 0.96, {"domain_aug": True}),
+    Variant("with_ssl", "Tables 4/6 (with SSL)", 0.9731, {"ssl": True}),
 )}
 REPORTED = (("accuracy", "Accuracy"), ("f1_macro", "Macro-F1"), ("auc_roc_macro", "Macro AUC"), ("ece", "ECE"))
 
