@@ -9,6 +9,7 @@ from edgeecg.train.config import parse_unfreeze
 from edgeecg.train.finetune import apply_unfreeze_schedule
 from edgeecg.train.losses import cosine_term, hybrid_loss, info_nce
 from edgeecg.train.model import MODEL_PARTS, ModelConfig, build_model
+from edgeecg.train.ssl import COLLAPSED_SPREAD, embedding_spread
 
 
 def _cos(a, b):
@@ -31,6 +32,17 @@ def test_hybrid_loss_equals_hand_computation():
     z0, z1 = torch.tensor(a), torch.tensor(b)
     assert info_nce(z0, z1, tau).item() == pytest.approx(nce, rel=1e-5)
     assert hybrid_loss(z0, z1, tau, lam).item() == pytest.approx(nce + lam * cosine, rel=1e-5)
+
+
+def test_collapsed_embeddings_are_recognised_by_spread_and_loss():
+    torch.manual_seed(0)
+    spread_out = torch.randn(32, 128)
+    collapsed = torch.ones(32, 128) + 1e-3 * torch.randn(32, 128)
+    assert embedding_spread(spread_out) == pytest.approx(1.0, abs=0.05)
+    assert embedding_spread(collapsed) < COLLAPSED_SPREAD
+    # the collapsed point of the hybrid loss: InfoNCE at ln(2N-1), cosine term 0 (what the H200 runs sat at)
+    z0, z1 = collapsed[:16], collapsed[16:]
+    assert hybrid_loss(z0, z1, 0.1, 0.1) == pytest.approx(math.log(31), abs=1e-3)
 
 
 def test_cosine_term_over_all_pairs_is_the_literal_reading():

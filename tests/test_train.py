@@ -107,6 +107,7 @@ def test_tiny_run_writes_every_report(interrupted_then_resumed_run):
                 "auprc_weighted", "ece", "brier"):
         assert set(summary[key]) == {"mean", "std"}, key
     assert set(summary["confusion_matrix_normalized"]) == {"mean", "std"}
+    assert 0 <= metrics["ssl_history"][0]["embedding_spread"] < 2  # the collapse diagnostic is recorded
     assert len(metrics["folds"]) == 2 and all("per_class" in f["metrics"] for f in metrics["folds"])
     timing = json.loads((out / "timing.json").read_text())
     for key in ("fold_training_time_seconds", "average_epoch_time_seconds", "total_cv_time_seconds",

@@ -42,6 +42,16 @@ def ssl_optimizer(model: SimCardioNet, cfg: TrainConfig) -> torch.optim.AdamW:
     ])
 
 
+COLLAPSED_SPREAD = 0.05
+
+
+def embedding_spread(z: torch.Tensor) -> float:
+    """Per-dimension std of L2-normalised embeddings times sqrt(dim): about 1 when they spread over the
+    sphere, 0 when SimCLR has collapsed them onto one point (the loss then sits at ln(2N-1))."""
+    z = nn.functional.normalize(z.float(), dim=1)
+    return float(z.std(dim=0).mean() * z.shape[1] ** 0.5) if len(z) > 1 else float("nan")
+
+
 def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: torch.device,
              checkpoint: Path, log, progress) -> tuple[list[dict], float]:
     """Run (or resume) SSL; returns the per-epoch history and the SSL time in seconds."""
@@ -65,7 +75,7 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
         seed_everything(distributed.seed_for_rank(cfg.seed * 1000 + epoch))
         loader = distributed.loader(dataset, cfg.ssl_batch, cfg.workers, cfg.seed, epoch)
         model.train()
-        tick, losses = time.perf_counter(), []
+        tick, losses, spreads = time.perf_counter(), [], []
         task = progress.add_task(f"SSL epoch {epoch}", total=len(loader))
         for (x0, x1), _ in loader:
             x0, x1 = x0.to(device), x1.to(device)
@@ -78,14 +88,21 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
             scaler.step(optimizer)
             scaler.update()
             losses.append(loss.item())
+            spreads.append(embedding_spread(z0.detach()))
             progress.advance(task)
         progress.remove_task(task)
         distributed.sync_buffers(model)
         scheduler.step()
         seconds = time.perf_counter() - tick
         elapsed += seconds
-        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "seconds": seconds})
-        log(f"SSL Epoch {epoch}/{cfg.ssl_epochs}, Loss: {np.mean(losses):.4f}, Time: {seconds:.2f}s")
+        spread = float(np.mean(spreads))
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "embedding_spread": spread,
+                        "seconds": seconds})
+        log(f"SSL Epoch {epoch}/{cfg.ssl_epochs}, Loss: {np.mean(losses):.4f}, Time: {seconds:.2f}s, "
+            f"Embedding spread: {spread:.3f}")
+        if spread < COLLAPSED_SPREAD and not any(h.get("embedding_spread", 1.0) < COLLAPSED_SPREAD for h in history[:-1]):
+            log(f"warning: SSL embeddings have collapsed (spread {spread:.3f}, 1.0 when spread evenly; the loss "
+                f"sits near ln(2N-1) = {np.log(2 * cfg.ssl_batch - 1):.3f}): pretraining is learning nothing")
         if distributed.is_main():
             save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch,
