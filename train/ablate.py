@@ -112,22 +112,21 @@ SSL_ONLY_FIELDS = ("ssl_epochs", "ssl_batch", "ssl_lr_backbone", "ssl_wd_backbon
                    "ssl_tmax", "ssl_eta_min", "temperature", "cosine_weight", "cosine_over", "triplet_margin")
 
 
-def effective_settings(cfg: TrainConfig) -> str:
+def training_settings(cfg: TrainConfig) -> dict:
     """What a run trains with: its config without the machinery fields, and without SSL knobs when SSL is off."""
-    settings = {k: _plain(v) for k, v in asdict(cfg).items() if k not in MACHINERY_FIELDS}
-    if not cfg.ssl:
-        settings = {k: v for k, v in settings.items() if k not in SSL_ONLY_FIELDS}
-    return json.dumps(settings, sort_keys=True)
+    ignored = MACHINERY_FIELDS + (() if cfg.ssl else SSL_ONLY_FIELDS)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items() if k not in ignored}
 
 
-def _same_settings(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
-    """Fields in which a run folder's saved config differs from the one this ablation would train."""
-    a, b = asdict(saved), asdict(wanted)
-    return [k for k in b if k not in MACHINERY_FIELDS and _plain(a.get(k)) != _plain(b[k])]
+def effective_settings(cfg: TrainConfig) -> str:
+    """`training_settings` as one comparable key."""
+    return json.dumps(training_settings(cfg), sort_keys=True)
 
 
-def _plain(value):
-    return list(value) if isinstance(value, (tuple, list)) else value
+def _different_settings(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
+    """Fields in which a run folder's saved config trains differently from the one this ablation would train."""
+    a, b = training_settings(saved), training_settings(wanted)
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
 def train_variant(cfg: TrainConfig) -> Path:
@@ -136,7 +135,7 @@ def train_variant(cfg: TrainConfig) -> Path:
 
     run_dir = Path(cfg.out)
     if (run_dir / "config.json").is_file():
-        differs = _same_settings(TrainConfig.load(run_dir / "config.json"), cfg)
+        differs = _different_settings(TrainConfig.load(run_dir / "config.json"), cfg)
         if differs:
             raise EdgeECGError(f"{run_dir} holds a run with other settings ({', '.join(differs)}); "
                                "use another --out")

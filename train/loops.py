@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import platform
 import random
 from contextlib import nullcontext
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from edgeecg.bench import cpu_model
 from edgeecg.preprocess import normalize
 
 
@@ -31,14 +30,7 @@ def seed_everything(seed: int) -> None:
 
 def device_name(device: torch.device) -> str:
     """The GPU's model name, or the CPU's, for timing reports."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    return platform.processor() or platform.machine()
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_model()
 
 
 def autocast(device: torch.device):

@@ -100,7 +100,8 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
                         "seconds": seconds})
         log(f"SSL Epoch {epoch}/{cfg.ssl_epochs}, Loss: {np.mean(losses):.4f}, Time: {seconds:.2f}s, "
             f"Embedding spread: {spread:.3f}")
-        if spread < COLLAPSED_SPREAD and not any(h.get("embedding_spread", 1.0) < COLLAPSED_SPREAD for h in history[:-1]):
+        collapsed = [h for h in history if h.get("embedding_spread", 1.0) < COLLAPSED_SPREAD]
+        if collapsed == history[-1:]:  # the first collapsed epoch: warn once
             log(f"warning: SSL embeddings have collapsed (spread {spread:.3f}, 1.0 when spread evenly; the loss "
                 f"sits near ln(2N-1) = {np.log(2 * cfg.ssl_batch - 1):.3f}): pretraining is learning nothing")
         if distributed.is_main():
