@@ -34,8 +34,6 @@ ONNX_SIBLINGS = {"fp32": "{stem}.onnx", "fp16": "{stem}-fp16.onnx", "int8-trt": 
 
 def prepare_tensorrt(options: ExportOptions) -> tuple[Any, tuple[str, str]]:
     """TensorRT importable, a GPU present, every requested engine buildable here: checked before any work."""
-    if options.trt_calibrator == "legacy" and not (options.trt and options.int8):
-        raise EdgeECGError("--trt-calibrator legacy needs --trt --int8")
     trt = import_tensorrt()
     device = check_device(trt)
     for precision in engine_precisions(options):
@@ -114,19 +112,22 @@ def run_engines_from_onnx(options: ExportOptions) -> ExportResult:
     if not options.trt:
         raise EdgeECGError(f"{fp32_path}: an .onnx SOURCE only builds TensorRT engines; add --trt "
                            "(INT8/FP16 ONNX models are made from the training run)")
-    if options.int8 and options.trt_calibrator == "explicit" and options.int8_exclude:
-        raise EdgeECGError("--int8-exclude applies when quantizing; the Q/DQ model is already made")
+    if options.int8_exclude:
+        raise EdgeECGError("--int8-exclude applies when quantizing a training run; an .onnx SOURCE is already made")
     trt, device = prepare_tensorrt(options)
     contract = OnnxRuntimeBackend(fp32_path).contract
     if contract.precision != "fp32":
         raise EdgeECGError(f"{fp32_path} is the {contract.precision} model; give the FP32 one (<name>.onnx)")
-    stem = fp32_path.name[: -len(".onnx")]
+    stem = fp32_path.stem
     onnx_paths = {key: fp32_path.parent / pattern.format(stem=stem) for key, pattern in ONNX_SIBLINGS.items()}
     for precision in engine_precisions(options):
-        needed = onnx_paths[engine_source(trt, precision, calibrator_for(options, precision))]
+        key = engine_source(trt, precision, calibrator_for(options, precision))
+        needed = onnx_paths[key]
         if not needed.is_file():
-            raise EdgeECGError(f"the {precision} engine is built from {needed.name}, which is not beside {fp32_path.name}; "
-                               "export it with --int8 --int8-target tensorrt and copy it here")
+            how = {"fp16": "edgeecg export RUN (it writes the FP16 model)",
+                   "int8-trt": "edgeecg export RUN --int8 --int8-target tensorrt"}.get(key, "edgeecg export RUN")
+            raise EdgeECGError(f"the {precision} engine is built from {needed.name}, which is not beside "
+                               f"{fp32_path.name}; make it with {how} and copy it here")
     verify = verification_scans(options, contract)
     calib = None
     if options.int8 and options.trt_calibrator == "legacy":

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeecg.errors import EdgeECGError
+
 from .report import Artifact
 
 # the exported graph's tensor names (the runtime reads whatever the graph says; TensorRT profiles need them)
@@ -34,6 +36,10 @@ class ExportOptions:
     workspace_gib: float = 2.0
     timing_cache: Path | None = None
     dla: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.trt_calibrator == "legacy" and not (self.trt and self.int8):
+            raise EdgeECGError("--trt-calibrator legacy needs --trt --int8")
 
 
 @dataclass

@@ -284,3 +284,12 @@ def test_trt_without_tensorrt_fails_with_one_line(tiny_run, monkeypatch, capsys)
 def test_an_exported_onnx_source_only_builds_engines(exported, monkeypatch, capsys):
     code, _, err = run_cli(monkeypatch, capsys, "export", exported.out_dir / "tiny.onnx")
     assert code == 2 and "only builds TensorRT engines; add --trt" in err
+    code, _, err = run_cli(monkeypatch, capsys, "export", exported.out_dir / "tiny.onnx", "--trt", "--int8",
+                           "--int8-exclude", "classifier")
+    assert code == 2 and "--int8-exclude applies when quantizing" in err
+
+
+def test_legacy_calibrator_needs_trt_and_int8(tiny_run, monkeypatch, capsys):
+    for extra in ((), ("--int8",), ("--trt",)):
+        code, _, err = run_cli(monkeypatch, capsys, "export", tiny_run, "--trt-calibrator", "legacy", *extra)
+        assert code == 2 and err.strip() == "error: --trt-calibrator legacy needs --trt --int8", extra
