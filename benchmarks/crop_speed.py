@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import track
 from rich.table import Table
 
-from edgeecg.bench import cpu_model
+from edgeecg.machine import cpu_model
 from edgeecg.crop import find_trace_quad, warp_quad
 from edgeecg.datasets import list_labelled_images
 from edgeecg.errors import EdgeECGError

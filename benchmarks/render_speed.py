@@ -20,7 +20,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from edgeecg.bench import cpu_model
+from edgeecg.machine import cpu_model
 from edgeecg.render import DEFAULT_PX_PER_MM, LEADS, RenderOptions, page_size, render_printout
 
 

@@ -36,13 +36,13 @@ from .datasets import LabelledImage, class_names, list_labelled_images
 from .errors import EdgeECGError
 from .imageio import read_image
 from .preprocess import preprocess
+from .machine import cpu_model
 from .registry import MODELS_DIR, resolve_model, shipped_model_paths
 
 DEFAULT_BATCHES = (1, 8, 32)
 DEFAULT_RUNS = 50
 DEFAULT_WARMUP = 5
 MIN_TIMED_CALLS = 3  # a throughput from fewer calls is one noisy sample
-REFERENCE_CHECKPOINT = "default.pt"  # a PyTorch reference found beside the shipped models, if one is ever shipped
 DEFAULT_DATA = Path("calib_data") / "heldout_eval.csv"  # scans the shipped models never trained on
 
 
@@ -145,7 +145,7 @@ def select_rows(
         _check_covers(row, wanted)
         rows.append(row)
 
-    torch_rows = _torch_rows(reference, models_dir)
+    torch_rows = _torch_rows(reference)
     for row in torch_rows:
         _check_covers(row, wanted)
     rows = torch_rows + rows
@@ -186,13 +186,10 @@ def _engine_row(path: Path) -> RowSpec:
     return RowSpec(path.stem, path, "tensorrt", sidecar.get("precision", contract.precision), contract, "cuda")
 
 
-def _torch_rows(reference: str | Path | None, models_dir: Path | None) -> list[RowSpec]:
+def _torch_rows(reference: str | Path | None) -> list[RowSpec]:
     """PyTorch FP32 on CPU, plus CUDA FP32 and FP16 where a GPU is present (torch imported only here)."""
     if reference is None:
-        found = (models_dir or MODELS_DIR) / REFERENCE_CHECKPOINT
-        if not found.is_file():
-            return []
-        reference = found
+        return []
     try:
         from edgeecg.train.torch_backend import checkpoint_contract, checkpoint_file, cuda_available
     except ImportError as exc:
@@ -637,21 +634,6 @@ def _busy_note() -> str | None:
         return None
     return (f"the machine was busy before timing (load average {load:.1f} on {cores} logical CPUs): latencies are "
             "inflated and noisy, multi-threaded rows most; rerun on an idle machine, or compare rows with --threads 1")
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (x86 /proc/cpuinfo, a Jetson's board name, else what platform knows)."""
-    for path, key in (("/proc/cpuinfo", "model name"), ("/proc/device-tree/model", None)):
-        try:
-            text = Path(path).read_text(errors="replace")
-        except OSError:
-            continue
-        if key is None:
-            return text.strip("\x00\n ")
-        for line in text.splitlines():
-            if line.startswith(key):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _installed_version(distribution: str) -> str | None:

@@ -8,7 +8,6 @@ import click
 
 from .bench import DEFAULT_BATCHES, DEFAULT_RUNS, DEFAULT_WARMUP, BenchProgress, BenchSettings, run_bench
 from .bench_report import check_plot_path, print_report, write_outputs
-from .errors import EdgeECGError
 
 
 def _names(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -32,8 +31,8 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 @click.option("--shipped/--no-shipped", default=True, show_default=True,
               help="include every shipped model whose classes cover the data's labels")
 @click.option("--reference", type=click.Path(path_type=Path), metavar="RUN_DIR_OR_PT",
-              help="PyTorch checkpoint for the FP32 reference row [default: models/default.pt if shipped; "
-                   "else the FP32 ONNX Runtime row is the reference]")
+              help="PyTorch checkpoint for the FP32 reference row [default: none; the FP32 ONNX Runtime row is "
+                   "the reference]")
 @click.option("--data", type=click.Path(path_type=Path), metavar="DIR_OR_CSV",
               help="labelled scans: class folders or a CSV manifest [default: calib_data/heldout_eval.csv]")
 @click.option("--limit", type=click.IntRange(min=1), help="use at most N scans, spread over the classes")
@@ -52,9 +51,6 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 def bench(models, shipped, reference, data, limit, batches, threads, runs, warmup, json_path, csv_path,
           plot_path) -> None:
     """Accuracy, agreement with the FP32 reference, latency, throughput and memory of each model/backend."""
-    for path in (json_path, csv_path, plot_path):
-        if path is not None and path.is_dir():
-            raise EdgeECGError(f"{path}: is a folder; give a file name")
     if plot_path is not None:
         check_plot_path(plot_path)
     settings = BenchSettings(batches=batches, runs=runs, warmup=warmup, threads=threads)

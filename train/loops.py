@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from edgeecg.bench import cpu_model
+from edgeecg.machine import cpu_model
 from edgeecg.preprocess import normalize
 
 
