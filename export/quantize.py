@@ -11,9 +11,10 @@ logits best follow FP32 on the calibration scans wins.
 Note on "entropy": `quantize_static` builds ONNX Runtime's entropy calibrator
 with 128 histogram bins and 128 quantized bins, for which the KL search has a
 single candidate, the full range; its ranges therefore equal min-max except
-where histograms grew while merging (12 of 264 scales on the tiny test model).
-A TensorRT-like 2048-bin search through `create_calibrator` took 19 minutes on
-the tiny model on a 2-core machine, so it is not offered.
+where histograms grew while merging (a few scales). A TensorRT-like 2048-bin
+search through `create_calibrator` took tens of minutes even on the tiny test
+model on a 2-core machine (tried once by hand during development), so it is not
+offered.
 """
 
 from __future__ import annotations

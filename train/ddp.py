@@ -22,7 +22,6 @@ from torch.multiprocessing.spawn import ProcessException
 from edgeecg.errors import EdgeECGError
 
 from . import distributed
-from .config import TrainConfig
 
 
 def default_process_count(device: str = "auto") -> int:
@@ -65,10 +64,6 @@ def launch(fn: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
         raise EdgeECGError(f"--ddp needs at least one process, got {nprocs}")
     if torch.cuda.is_available() and nprocs > torch.cuda.device_count():
         raise EdgeECGError(f"--ddp {nprocs}: only {torch.cuda.device_count()} GPU(s) visible")
-    if isinstance(arg, TrainConfig):  # refused before any process writes the run folder
-        for option, batch in (("--batch", arg.batch), ("--ssl-batch", arg.ssl_batch)):
-            if batch % nprocs:
-                raise EdgeECGError(f"{option} {batch} does not split evenly over {nprocs} processes")
     context = mp.get_context("spawn")
     results = context.SimpleQueue()
     logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)  # its "terminating process" notice

@@ -118,10 +118,6 @@ def sum_over_ranks(*values: float) -> tuple:
     return tuple(total.tolist())
 
 
-def mean_over_ranks(value: float) -> float:
-    return value if not is_distributed() else sum_over_ranks(value)[0] / world_size()
-
-
 def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
     """All ranks' rows in rank order; gradients flow back to the rank that computed each row."""
     if not is_distributed():
@@ -133,14 +129,19 @@ def gather_with_grad(z: torch.Tensor) -> torch.Tensor:
         return torch.cat(all_gather(z.contiguous()))
 
 
+def check_batch_split(batches: dict[str, int]) -> None:
+    """Each global batch must split evenly over the ranks (checked by every rank before anything is written)."""
+    for option, batch in batches.items():
+        if batch % world_size():
+            raise EdgeECGError(f"{option} {batch} does not split evenly over {world_size()} processes")
+
+
 def loader(dataset: Dataset, batch: int, workers: int, seed: int, epoch: int) -> DataLoader:
     """Shuffled batches of `batch` images in total: on one process all of them, across ranks 1/world each."""
     drop_last = len(dataset) > batch
     if not is_distributed():
         return DataLoader(dataset, batch_size=batch, shuffle=True, drop_last=drop_last, num_workers=workers)
     world = world_size()
-    if batch % world:
-        raise EdgeECGError(f"batch size {batch} does not split evenly over {world} processes")
     sampler = DistributedSampler(dataset, num_replicas=world, rank=rank(), shuffle=True, seed=seed)
     sampler.set_epoch(epoch)
     return DataLoader(dataset, batch_size=batch // world, sampler=sampler, drop_last=drop_last,

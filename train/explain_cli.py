@@ -147,7 +147,8 @@ def _features(data: Path, model_spec: str | None, limit: int, seed: int, out: Pa
                            "an exported model does not expose its internal features")
     state = load_checkpoint(model_spec)
     network, contract = model_from_checkpoint(state)
-    trained_projection = state.get("train_config", {}).get("ssl", True)
+    train_config = state.get("train_config", {})
+    trained_projection = train_config.get("ssl", True) and train_config.get("ssl_epochs", 1) > 0
     with console.status(f"listing {data} and grouping duplicates"):
         table = stratified_sample(load_table(data), limit, seed)
     with _progress(console) as progress:

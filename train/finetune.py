@@ -140,8 +140,8 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
             progress.advance(task)
         progress.remove_task(task)
         distributed.sync_buffers(model)
-        correct, seen = distributed.sum_over_ranks(correct, seen)
-        row = {"epoch": epoch, "train_loss": distributed.mean_over_ranks(float(np.mean(losses))),
+        correct, seen, loss_sum, batches = distributed.sum_over_ranks(correct, seen, float(np.sum(losses)), len(losses))
+        row = {"epoch": epoch, "train_loss": loss_sum / max(batches, 1),
                "train_acc": correct / max(seen, 1), "trainable": sorted(parts)}
         if val_images is not None:  # rank 0 scores the whole validation set; every rank takes its decision
             row.update(distributed.from_main(lambda: validation_scores(

@@ -110,6 +110,7 @@ def _jsonable(value):
 
 def train(cfg: TrainConfig) -> Path:
     """Run (or resume) the whole recipe; returns the run folder."""
+    distributed.check_batch_split({"--batch": cfg.batch, **({"--ssl-batch": cfg.ssl_batch} if cfg.ssl else {})})
     distributed.barrier()  # under DDP: every rank has passed its checks before rank 0 writes anything
     run = Run(cfg)
     if run.main:
