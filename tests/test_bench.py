@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -53,14 +54,22 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def bench_outputs(two_scans, tiny_models, tmp_path_factory) -> dict:
-    """One bench run (the real command, in a subprocess) of three tiny models on two scans, every output written."""
+    """One bench run (the real command, in a subprocess) of three tiny models on two scans, every output written.
+
+    A `torch` that fails on import is first on the path of the command and of its per-row worker processes:
+    the ONNX rows must run without PyTorch, lazy imports included.
+    """
     out = tmp_path_factory.mktemp("bench-out")
+    no_torch = tmp_path_factory.mktemp("no-torch")
+    (no_torch / "torch").mkdir()
+    (no_torch / "torch" / "__init__.py").write_text("raise ImportError('edgeecg bench imported torch')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(no_torch), os.environ.get("PYTHONPATH")]))}
     paths = {"json": out / "r.json", "csv": out / "r.csv", "plot": out / "r.png"}
     done = subprocess.run(
         [sys.executable, "-m", "edgeecg.cli", "bench", "--data", str(two_scans), *FAST,
          "--models", f"{tiny_models['tiny']},{tiny_models['copy']}", "--models", str(tiny_models["other"]),
          "--json", str(paths["json"]), "--csv", str(paths["csv"]), "--plot", str(paths["plot"])],
-        capture_output=True, text=True,
+        capture_output=True, text=True, env=env,
     )
     return {"code": done.returncode, "stdout": done.stdout, "stderr": done.stderr, **paths}
 
