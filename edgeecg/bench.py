@@ -615,7 +615,8 @@ def environment(settings: BenchSettings, rows: Sequence[RowSpec], measured: Sequ
         "cpu_cores_logical": os.cpu_count(),
         "cpu_cores_physical": physical,
         "threads": settings.threads or physical,
-        "threads_source": "--threads" if settings.threads else "library default (physical cores)",
+        "threads_source": "--threads" if settings.threads else
+        f"each library's default: ONNX Runtime one per physical core, OpenCV {cv2.getNumThreads()}",
         "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "memory_gb": round(psutil.virtual_memory().total / 1e9, 1),
         "gpu": gpu,
