@@ -42,7 +42,7 @@ TRACE_BATCH = 2
 
 def load_for_export(source: str | Path) -> tuple[torch.nn.Module, ModelContract]:
     """The eval-mode network and its contract from a run folder or a checkpoint file."""
-    model, contract = model_from_checkpoint(load_checkpoint(source))
+    model, contract = model_from_checkpoint(load_checkpoint(source), source)
     return model, replace(contract, precision="fp32")
 
 

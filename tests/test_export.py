@@ -293,3 +293,9 @@ def test_legacy_calibrator_needs_trt_and_int8(tiny_run, monkeypatch, capsys):
     for extra in ((), ("--int8",), ("--trt",)):
         code, _, err = run_cli(monkeypatch, capsys, "export", tiny_run, "--trt-calibrator", "legacy", *extra)
         assert code == 2 and err.strip() == "error: --trt-calibrator legacy needs --trt --int8", extra
+
+
+def test_a_foreign_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    code, _, err = run_cli(monkeypatch, capsys, "export", tmp_path / "other.pt")
+    assert code == 2 and err.count("\n") == 1 and "not an edgeecg checkpoint" in err, err

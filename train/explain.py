@@ -92,7 +92,7 @@ def load_explain_model(model: str | None, method: str = "auto", layer: str | Non
     spec = DEFAULT_MODEL if model is None else str(model)
     path = Path(spec)
     if path.is_dir() or path.suffix == ".pt":
-        network, contract = model_from_checkpoint(load_checkpoint(path))
+        network, contract = model_from_checkpoint(load_checkpoint(path), path)
         method = "gradcam" if method == "auto" else method
         if method == "occlusion" and layer is not None:
             raise EdgeECGError("--layer picks a Grad-CAM layer; occlusion has none")

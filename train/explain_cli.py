@@ -146,7 +146,7 @@ def _features(data: Path, model_spec: str | None, limit: int, seed: int, out: Pa
         raise EdgeECGError("--features needs the model's PyTorch checkpoint (--model RUN_DIR or a .pt file): "
                            "an exported model does not expose its internal features")
     state = load_checkpoint(model_spec)
-    network, contract = model_from_checkpoint(state)
+    network, contract = model_from_checkpoint(state, model_spec)
     train_config = state.get("train_config", {})
     trained_projection = train_config.get("ssl", True) and train_config.get("ssl_epochs", 1) > 0
     with console.status(f"listing {data} and grouping duplicates"):

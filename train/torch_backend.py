@@ -9,7 +9,6 @@ the GPU to finish.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,7 @@ from edgeecg.backends import Backend
 from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 
-from .checkpoint import FINAL_MODEL, load_checkpoint, model_from_checkpoint
+from .checkpoint import checkpoint_file, contract_from_checkpoint, load_checkpoint, model_from_checkpoint
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
@@ -28,17 +27,9 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def checkpoint_file(source: str | Path) -> Path:
-    """A run folder means its final_model.pt; a file is itself."""
-    source = Path(source)
-    return source / FINAL_MODEL if source.is_dir() else source
-
-
 def checkpoint_contract(source: str | Path) -> ModelContract:
     """The model contract stored in a checkpoint (run folder or .pt), without building the network."""
-    state = load_checkpoint(source)
-    _check_state(state, source)
-    return ModelContract.from_json(json.dumps(state["contract"]), str(source))
+    return contract_from_checkpoint(load_checkpoint(source), source)
 
 
 class TorchBackend(Backend):
@@ -59,7 +50,7 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(threads)
         self.path = checkpoint_file(source)
-        model, self.contract = _model_and_contract(load_checkpoint(source), source)
+        model, self.contract = model_from_checkpoint(load_checkpoint(source), source)
         self.precision = precision
         self._dtype = DTYPES[precision]
         self.model = model.to(device=self.device, dtype=self._dtype)
@@ -83,15 +74,3 @@ class TorchBackend(Backend):
             return None
         return torch.cuda.max_memory_reserved(self.device) / 2**20
 
-
-def _check_state(state: object, source: str | Path) -> None:
-    if not isinstance(state, dict) or not {"model_config", "state_dict", "contract"} <= set(state):
-        raise EdgeECGError(f"{source}: not an edgeecg checkpoint (needs model_config, state_dict and contract)")
-
-
-def _model_and_contract(state: dict, source: str | Path) -> tuple[torch.nn.Module, ModelContract]:
-    _check_state(state, source)
-    try:
-        return model_from_checkpoint(state)
-    except (KeyError, TypeError, RuntimeError) as exc:  # config/contract fields or weights that do not fit
-        raise EdgeECGError(f"{source}: checkpoint does not rebuild the model ({type(exc).__name__}: {exc})") from None
