@@ -354,6 +354,8 @@ def has_ecg_grid(image_bgr: np.ndarray) -> bool:
 
 def expand_quad(quad: np.ndarray, margin: float) -> np.ndarray:
     """Grow (or shrink, if negative) a quad about its centre by `margin` of its size."""
+    if np.asarray(quad).size != 8:
+        raise EdgeECGError(f"a crop quad has 4 corners (x, y), got shape {np.shape(quad)}")
     quad = np.asarray(quad, np.float32).reshape(4, 2)
     center = quad.mean(axis=0)
     return (center + (quad - center) * (1.0 + 2.0 * margin)).astype(np.float32)
@@ -365,8 +367,6 @@ def warp_quad(image_bgr: np.ndarray, quad: np.ndarray, margin: float = 0.0) -> n
     The output's width and height are the quad's mean opposite side lengths;
     `margin` expands the quad by that fraction of its size on every side.
     """
-    if np.asarray(quad).size != 8:
-        raise EdgeECGError(f"a crop quad has 4 corners (x, y), got shape {np.shape(quad)}")
     src = expand_quad(quad, margin)
     tl, tr, br, bl = src
     width = max(1, round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2))
