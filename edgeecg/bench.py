@@ -37,7 +37,7 @@ from .errors import EdgeECGError
 from .imageio import read_image
 from .preprocess import preprocess
 from .machine import cpu_model
-from .registry import MODELS_DIR, resolve_model, shipped_model_paths
+from .registry import MODELS_DIR, read_onnx_contract, resolve_model, shipped_model_paths
 
 DEFAULT_BATCHES = (1, 8, 32)
 DEFAULT_RUNS = 50
@@ -212,21 +212,6 @@ def _check_covers(row: RowSpec, labels: set[str]) -> None:
             f"{row.path}: the data's label(s) {', '.join(missing)} are not classes of this model "
             f"({', '.join(row.contract.classes)})"
         )
-
-
-def read_onnx_contract(path: Path) -> ModelContract:
-    """The contract in an ONNX model's metadata, read without optimising the graph."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT's own Fail/InvalidProtobuf for an unreadable file
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise EdgeECGError(f"{path}: not a valid ONNX model ({reason})") from None
-    return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
 
 
 # --- the labelled set ------------------------------------------------------------------------

@@ -57,7 +57,8 @@ def resolve_model(name_or_path: str | Path, models_dir: Path | None = None) -> P
     )
 
 
-def _describe(name: str, path: Path) -> ShippedModel:
+def read_onnx_contract(path: Path) -> ModelContract:
+    """The contract in an ONNX model's metadata, read without optimising the graph."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -66,7 +67,11 @@ def _describe(name: str, path: Path) -> ShippedModel:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own Fail/InvalidProtobuf for an unreadable file
-        reason = str(exc).splitlines()[0][:200]
-        raise EdgeECGError(f"shipped model {path} is not a valid ONNX model ({reason})") from None
-    contract = ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise EdgeECGError(f"{path}: not a valid ONNX model ({reason})") from None
+    return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
+
+
+def _describe(name: str, path: Path) -> ShippedModel:
+    contract = read_onnx_contract(path)
     return ShippedModel(name, path, list(contract.classes), contract.input_size, contract.precision, contract.task)
