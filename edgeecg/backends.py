@@ -109,14 +109,29 @@ def open_backend(
 
 def probabilities(logits: np.ndarray, contract: ModelContract) -> np.ndarray:
     """Calibrated probabilities: softmax (multiclass) or sigmoid (multilabel) of logits / temperature."""
-    z = np.asarray(logits, dtype=np.float64) / float(contract.temperature)
     if contract.task == "multilabel":
-        return (0.5 * (1.0 + np.tanh(0.5 * z))).astype(np.float32)  # sigmoid without overflow
+        return sigmoid(logits, contract.temperature).astype(np.float32)
     if contract.task != "multiclass":
         raise EdgeECGError(f"model task {contract.task!r} is neither multiclass nor multilabel")
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+    return softmax(logits, contract.temperature).astype(np.float32)
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """float64 class probabilities from logits (last axis) / `temperature`; training and metrics use it too."""
+    z = _scaled(logits, temperature)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """float64 independent per-class probabilities (multi-label heads) from logits / `temperature`."""
+    return 0.5 * (1.0 + np.tanh(0.5 * _scaled(logits, temperature)))  # sigmoid without overflow
+
+
+def _scaled(logits: np.ndarray, temperature: float) -> np.ndarray:
+    if not temperature > 0:
+        raise EdgeECGError(f"temperature must be > 0, got {temperature}")
+    return np.asarray(logits, dtype=np.float64) / float(temperature)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -427,7 +427,7 @@ def score_row(
     row: RowSpec, logits: np.ndarray, labels: Sequence[str], reference_probs: np.ndarray, reference_classes: list[str]
 ) -> dict[str, float]:
     """Accuracy and macro-F1 on the labels; top-1 agreement and |delta p| against the reference row."""
-    from edgeecg.train.evaluate import classification_metrics  # torch-free
+    from .metrics import classification_metrics
 
     classes = list(row.contract.classes)
     if logits.shape != (len(labels), len(classes)):

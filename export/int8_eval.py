@@ -18,7 +18,7 @@ from edgeecg.backends import probabilities
 from edgeecg.contract import ModelContract
 from edgeecg.datasets import list_labelled_images
 from edgeecg.errors import EdgeECGError
-from edgeecg.train.evaluate import classification_metrics
+from edgeecg.metrics import classification_metrics
 
 from .scans import PreparedScans, prepare_scans
 from .ui import loud_warning, tables, warn

@@ -1,4 +1,4 @@
-"""Evaluation metrics and report figures (edgeecg.train.evaluate / edgeecg.train.plots)."""
+"""Evaluation metrics and report figures (edgeecg.metrics / edgeecg.train.plots)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
+from edgeecg.backends import sigmoid, softmax
 from edgeecg.errors import EdgeECGError
-from edgeecg.train.evaluate import (
+from edgeecg.metrics import (
     aggregate_folds,
     brier_score,
     classification_metrics,
@@ -21,8 +22,6 @@ from edgeecg.train.evaluate import (
     fit_temperature,
     format_summary,
     multilabel_metrics,
-    sigmoid,
-    softmax,
 )
 from edgeecg.train.plots import plot_confusion, plot_training_curves
 
@@ -279,5 +278,5 @@ def test_plot_training_curves_supervised_and_ssl(tmp_path):
 
 
 def test_modules_never_import_torch():
-    code = "import sys, edgeecg.train.evaluate, edgeecg.train.plots; sys.exit('torch' in sys.modules)"
+    code = "import sys, edgeecg.metrics, edgeecg.train.plots; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -59,9 +59,11 @@ import torch
 
 import edgeecg
 import edgeecg.render
+from edgeecg.backends import sigmoid
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
 from edgeecg.crop import NoGridFound
 from edgeecg.errors import EdgeECGError
+from edgeecg.metrics import fit_temperature, multilabel_metrics
 from edgeecg.preprocess import crop_and_resize
 from edgeecg.render import RenderOptions, RenderResult, render_printout
 from edgeecg.render_cli import record_seed
@@ -70,7 +72,6 @@ from . import ptbxl
 from .checkpoint import FINAL_MODEL, save_checkpoint
 from .config import TrainConfig, parse_unfreeze, preset_config
 from .data import cache_dir, preprocess_fingerprint
-from .evaluate import fit_temperature, multilabel_metrics, sigmoid
 from .finetune import fit
 from .loops import pick_device, predict_logits, seed_everything
 from .model import build_model

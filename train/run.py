@@ -19,15 +19,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import edgeecg
 from edgeecg.atomic import write_text
+from edgeecg.backends import softmax
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
 from edgeecg.errors import EdgeECGError
+from edgeecg.metrics import (aggregate_folds, brier_score, classification_metrics, expected_calibration_error,
+                             fit_temperature, format_summary)
 
 from . import distributed
 from .checkpoint import FINAL_MODEL, save_checkpoint
 from .config import TrainConfig, parse_unfreeze
 from .data import ImageTable, group_kfold, load_crops, load_table, one_per_group
-from .evaluate import (aggregate_folds, brier_score, classification_metrics, expected_calibration_error,
-                       fit_temperature, format_summary, softmax)
 from .finetune import fit
 from .loops import device_name, pick_device, predict_logits, seed_everything
 from .model import ModelConfig, build_model

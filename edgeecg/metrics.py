@@ -1,8 +1,10 @@
 """Evaluation metrics for SimCardioNet runs: one place for every number we report.
 
-Torch-free (numpy, scikit-learn, scipy) because training, `edgeecg export` and
-`edgeecg bench` all score predictions with it. Every returned value is a plain
-Python int/float/str/list/dict so the dicts go straight to `json.dumps`.
+Part of the torch-free runtime (numpy, scikit-learn, scipy) because training,
+`edgeecg export` and `edgeecg bench` all score predictions with it; the
+probabilities it scores come from the runtime's `edgeecg.backends.softmax` /
+`sigmoid`, the same ones `edgeecg infer` reports. Every returned value is a
+plain Python int/float/str/list/dict so the dicts go straight to `json.dumps`.
 
 NaN conventions (the only places NaN appears; `json.dumps` writes it as `NaN`):
 - AUC-ROC / AUPRC of a class that has no positives (or, for AUC-ROC, no
@@ -25,8 +27,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import minimize_scalar
-from scipy.special import expit, log_softmax
-from scipy.special import softmax as _scipy_softmax
+from scipy.special import log_softmax
 from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
@@ -35,24 +36,12 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from edgeecg.errors import EdgeECGError
+from .errors import EdgeECGError
 
 ECE_BINS = 15
 MULTILABEL_THRESHOLD = 0.5
 # Temperature search range: T in [1e-2, 1e2], searched on log T so it stays positive.
 _LOG_T_BOUNDS = (math.log(1e-2), math.log(1e2))
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Class probabilities from logits (last axis) divided by `temperature`."""
-    _check_temperature(temperature)
-    return _scipy_softmax(np.asarray(logits, dtype=np.float64) / temperature, axis=-1)
-
-
-def sigmoid(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Independent per-class probabilities (multi-label heads) from logits / `temperature`."""
-    _check_temperature(temperature)
-    return expit(np.asarray(logits, dtype=np.float64) / temperature)
 
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> float:
@@ -336,11 +325,6 @@ def _nan_stat(stat, values: np.ndarray) -> np.ndarray:
     all_nan = np.isnan(values).all(axis=0)
     filled = np.where(all_nan, 0.0, values)
     return np.where(all_nan, np.nan, stat(filled, axis=0))
-
-
-def _check_temperature(temperature: float) -> None:
-    if not temperature > 0:
-        raise EdgeECGError(f"temperature must be > 0, got {temperature}")
 
 
 def _check_multiclass(
