@@ -15,7 +15,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 
 from .contract import ModelContract
-from .errors import EdgeECGError
+from .errors import EdgeECGError, first_line
 
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
 ENGINE_SUFFIXES = {".engine", ".plan"}
@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=wanted)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf/... for any unreadable model
-            raise EdgeECGError(f"{self.path}: not a valid ONNX model ({_first_line(exc)})") from None
+            raise EdgeECGError(f"{self.path}: not a valid ONNX model ({first_line(exc)})") from None
         self.contract = ModelContract.from_metadata(
             self.session.get_modelmeta().custom_metadata_map, source=str(self.path)
         )
@@ -158,8 +158,3 @@ def _check_input_shape(shape: list, contract: ModelContract, path: Path) -> None
             f"{path}: model input shape {shape} does not match its contract "
             f"(N x 3 x {contract.input_size} x {contract.input_size})"
         )
-
-
-def _first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(exc).__name__

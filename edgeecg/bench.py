@@ -33,7 +33,7 @@ import numpy as np
 from .backends import ENGINE_SUFFIXES, Backend, open_backend, probabilities
 from .contract import ModelContract
 from .datasets import LabelledImage, class_names, list_labelled_images
-from .errors import EdgeECGError
+from .errors import EdgeECGError, first_line
 from .imageio import read_image
 from .preprocess import preprocess
 from .machine import cpu_model
@@ -369,8 +369,7 @@ def measure_isolated(row: RowSpec, tensors: TensorFile, files: Sequence[Path], s
         except EdgeECGError:
             raise
         except Exception as exc:  # a backend failing at run time (ORT, TensorRT, torch): say which row and why
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-            raise EdgeECGError(f"{row.label}: {type(exc).__name__} while benchmarking {reason}".rstrip()) from None
+            raise EdgeECGError(f"{row.label}: {type(exc).__name__} while benchmarking ({first_line(exc)})") from None
 
 
 def peak_rss_mb() -> float | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .contract import ModelContract
-from .errors import EdgeECGError
+from .errors import EdgeECGError, first_line
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "default"
@@ -67,8 +67,7 @@ def read_onnx_contract(path: Path) -> ModelContract:
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's own Fail/InvalidProtobuf for an unreadable file
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        raise EdgeECGError(f"{path}: not a valid ONNX model ({reason})") from None
+        raise EdgeECGError(f"{path}: not a valid ONNX model ({first_line(exc)})") from None
     return ModelContract.from_metadata(session.get_modelmeta().custom_metadata_map, source=str(path))
 
 

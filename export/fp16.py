@@ -17,6 +17,7 @@ import onnx
 from onnxconverter_common import float16
 
 from edgeecg.contract import ModelContract
+from edgeecg.errors import first_line
 
 from .onnx_io import check_onnx, set_contract
 from .ui import note
@@ -41,7 +42,7 @@ def check_fp16(path: str | Path, tensors: np.ndarray, fp32_logits: np.ndarray) -
     try:
         logits = onnx_logits(path, tensors)
     except Exception as exc:  # the backend's EdgeECGError, or ORT's own Fail/NotImplemented at run time
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = first_line(exc)
         note(f"FP16 model does not run on ONNX Runtime's CPU provider ({message}); graph checked only")
         return {"ran_on": None, "note": f"graph checked only; CPU provider: {message}"}
     return {"ran_on": "CPUExecutionProvider", **compare_logits(fp32_logits, logits).to_dict()}

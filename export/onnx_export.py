@@ -28,10 +28,10 @@ import onnxslim
 import torch
 
 from edgeecg.contract import ModelContract
-from edgeecg.errors import EdgeECGError
+from edgeecg.errors import EdgeECGError, first_line
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
 
-from .onnx_io import check_onnx, first_line, set_contract
+from .onnx_io import check_onnx, set_contract
 from .options import INPUT_NAME, OUTPUT_NAME
 from .verify import BATCH, Agreement, compare_logits, onnx_logits
 

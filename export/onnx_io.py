@@ -7,7 +7,7 @@ from pathlib import Path
 import onnx
 
 from edgeecg.contract import CONTRACT_KEY, ModelContract
-from edgeecg.errors import EdgeECGError
+from edgeecg.errors import EdgeECGError, first_line
 
 
 def set_contract(proto: onnx.ModelProto, contract: ModelContract) -> None:
@@ -29,8 +29,3 @@ def check_onnx(proto: onnx.ModelProto) -> None:
 def save_onnx(proto: onnx.ModelProto, path: str | Path) -> None:
     """Write a model file (callers wrap this in `atomic_path` so a failed check leaves nothing)."""
     onnx.save_model(proto, str(path))
-
-
-def first_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

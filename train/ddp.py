@@ -19,7 +19,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.multiprocessing.spawn import ProcessException
 
-from edgeecg.errors import EdgeECGError
+from edgeecg.errors import EdgeECGError, first_line
 
 from . import distributed
 
@@ -74,7 +74,7 @@ def launch(fn: Callable[[Any], Any], arg: Any, nprocs: int) -> Any:
             outcome = results.get()
             if isinstance(outcome, EdgeECGError):
                 raise outcome from None
-        raise EdgeECGError(f"distributed training failed: {exc}".splitlines()[0]) from None
+        raise EdgeECGError(f"distributed training failed: {first_line(exc)}") from None
     outcome = results.get()
     if isinstance(outcome, EdgeECGError):
         raise outcome
