@@ -16,9 +16,9 @@ import numpy as np
 
 from .contract import ModelContract
 from .errors import EdgeECGError, first_line
+from .formats import FORMATS, is_engine
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
-ENGINE_SUFFIXES = {".engine", ".plan"}
+BACKENDS = ("auto", *dict.fromkeys(f.backend for f in FORMATS.values()))  # auto, onnxruntime, tensorrt
 
 
 @runtime_checkable
@@ -85,11 +85,11 @@ def open_backend(
 ) -> Backend:
     """Load a model file with the named backend; "auto" picks TensorRT for .engine/.plan files."""
     path = Path(model)
-    is_engine = path.suffix.lower() in ENGINE_SUFFIXES
+    engine = is_engine(path)
     if backend not in BACKENDS:
         raise EdgeECGError(f"unknown backend {backend!r} (choose from {', '.join(BACKENDS)})")
-    if backend == "tensorrt" or (backend == "auto" and is_engine):
-        if not is_engine:
+    if backend == "tensorrt" or (backend == "auto" and engine):
+        if not engine:
             raise EdgeECGError(
                 f"{path}: the tensorrt backend runs a TensorRT engine (.engine/.plan) built by `edgeecg export`"
             )
@@ -102,7 +102,7 @@ def open_backend(
             raise EdgeECGError(
                 f"the tensorrt backend needs a missing package ({exc.name}); install it with: pip install -e '.[trt]'"
             ) from None
-    if is_engine:
+    if engine:
         raise EdgeECGError(f"{path}: a TensorRT engine runs only with --backend tensorrt (or auto)")
     return OnnxRuntimeBackend(path, threads=threads, providers=providers)
 

@@ -30,10 +30,11 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .backends import ENGINE_SUFFIXES, Backend, open_backend, probabilities
+from .backends import Backend, open_backend, probabilities
 from .contract import ModelContract
 from .datasets import LabelledImage, class_names, list_labelled_images
 from .errors import EdgeECGError, first_line
+from .formats import backend_for, device_for, is_engine
 from .imageio import read_image
 from .preprocess import preprocess
 from .machine import cpu_model
@@ -135,7 +136,7 @@ def select_rows(
         if path.resolve() in seen:
             continue
         seen.add(path.resolve())
-        if path.suffix.lower() in ENGINE_SUFFIXES:
+        if is_engine(path):
             if util.find_spec("tensorrt") is None:
                 notes.append(f"{path.name} left out: TensorRT is not installed here")
                 continue
@@ -175,7 +176,7 @@ def reference_index(rows: Sequence[RowSpec]) -> int:
 
 def _onnx_row(name: str, path: Path) -> RowSpec:
     contract = read_onnx_contract(path)
-    return RowSpec(name, path, "onnxruntime", contract.precision, contract)
+    return RowSpec(name, path, backend_for(path), contract.precision, contract)
 
 
 def _engine_row(path: Path) -> RowSpec:
@@ -183,7 +184,8 @@ def _engine_row(path: Path) -> RowSpec:
 
     sidecar = read_sidecar(path)
     contract = ModelContract.from_json(json.dumps(sidecar["contract"]), str(path))
-    return RowSpec(path.stem, path, "tensorrt", sidecar.get("precision", contract.precision), contract, "cuda")
+    precision = sidecar.get("precision", contract.precision)
+    return RowSpec(path.stem, path, backend_for(path), precision, contract, device_for(path))
 
 
 def _torch_rows(reference: str | Path | None) -> list[RowSpec]:

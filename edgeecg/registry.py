@@ -12,10 +12,10 @@ from pathlib import Path
 
 from .contract import ModelContract
 from .errors import EdgeECGError, first_line
+from .formats import MODEL_SUFFIXES, ONNX_SUFFIX
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "default"
-MODEL_SUFFIXES = {".onnx", ".engine", ".plan"}
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ def shipped_model_paths(models_dir: Path | None = None) -> dict[str, Path]:
     models_dir = models_dir or MODELS_DIR
     if not models_dir.is_dir():
         return {}
-    return {p.stem: p for p in sorted(models_dir.glob("*.onnx")) if p.is_file()}
+    return {p.stem: p for p in sorted(models_dir.glob(f"*{ONNX_SUFFIX}")) if p.is_file()}
 
 
 def list_models(models_dir: Path | None = None) -> list[ShippedModel]:

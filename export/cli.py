@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from edgeecg.formats import ONNX_SUFFIX
+
 from .engines import run_engines_from_onnx
 from .options import ExportOptions
 
@@ -61,7 +63,7 @@ def export(**options) -> None:
     engines are built, from it and its siblings: no PyTorch needed (a Jetson).
     """
     export_options = ExportOptions(**options)
-    if export_options.source.suffix.lower() == ".onnx":
+    if export_options.source.suffix.lower() == ONNX_SUFFIX:
         run_engines_from_onnx(export_options)
         return
     from .pipeline import run_export  # PyTorch only for a training run as SOURCE

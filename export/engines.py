@@ -18,6 +18,7 @@ import numpy as np
 from edgeecg.backends import OnnxRuntimeBackend, file_sha256
 from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
+from edgeecg.formats import ENGINE_FORMATS, FORMATS
 from edgeecg.trt_backend import TensorRTBackend, import_tensorrt, sidecar_path
 
 from .calibration import load_calibration_set, resolve_calib_dir
@@ -29,7 +30,7 @@ from .tensorrt_build import build_engine, check_device, engine_source
 from .ui import step
 from .verify import compare_logits, onnx_logits
 
-ONNX_SIBLINGS = {"fp32": "{stem}.onnx", "fp16": "{stem}-fp16.onnx", "int8-trt": "{stem}-int8-trt.onnx"}
+ONNX_SOURCES = ("fp32", "fp16", "int8-trt")  # the formats an engine can be built from (see engine_source)
 
 
 def prepare_tensorrt(options: ExportOptions) -> tuple[Any, tuple[str, str]]:
@@ -87,7 +88,8 @@ def build_checked_engine(
     """Build one engine, then run it through TensorRTBackend against FP32 on the verify scans."""
     calibrator = calibrator_for(options, precision)
     onnx_path = onnx_paths[engine_source(trt, precision, calibrator)]
-    engine_path = out / f"{name}-{precision}.engine"
+    engine_format = ENGINE_FORMATS[precision]
+    engine_path = engine_format.path(out, name)
     legacy = None
     if calibrator == "legacy":  # the cache is tied to this exact model by its hash
         legacy = (calib_tensors, out / f"{name}-int8-{file_sha256(onnx_path)[:12]}.calib.cache")
@@ -100,7 +102,7 @@ def build_checked_engine(
     finally:
         backend.close()
     check["ran_on"] = f"TensorRT {trt.__version__}"
-    artifact = reduced_precision_artifact(f"TensorRT {precision.upper()}", engine_path, check)
+    artifact = reduced_precision_artifact(engine_format.label, engine_path, check)
     artifact.details["sidecar"] = sidecar_path(engine_path).name
     summary = {"engine": engine_path.name, **{k: v for k, v in sidecar.items() if k != "contract"}, "check": check}
     return artifact, summary
@@ -119,15 +121,13 @@ def run_engines_from_onnx(options: ExportOptions) -> ExportResult:
     if contract.precision != "fp32":
         raise EdgeECGError(f"{fp32_path} is the {contract.precision} model; give the FP32 one (<name>.onnx)")
     stem = fp32_path.stem
-    onnx_paths = {key: fp32_path.parent / pattern.format(stem=stem) for key, pattern in ONNX_SIBLINGS.items()}
+    onnx_paths = {key: FORMATS[key].path(fp32_path.parent, stem) for key in ONNX_SOURCES}
     for precision in engine_precisions(options):
         key = engine_source(trt, precision, calibrator_for(options, precision))
         needed = onnx_paths[key]
         if not needed.is_file():
-            how = {"fp16": "edgeecg export RUN (it writes the FP16 model)",
-                   "int8-trt": "edgeecg export RUN --int8 --int8-target tensorrt"}.get(key, "edgeecg export RUN")
             raise EdgeECGError(f"the {precision} engine is built from {needed.name}, which is not beside "
-                               f"{fp32_path.name}; make it with {how} and copy it here")
+                               f"{fp32_path.name}; make it with {FORMATS[key].made_by} and copy it here")
     verify = verification_scans(options, contract)
     calib = None
     if options.int8 and options.trt_calibrator == "legacy":

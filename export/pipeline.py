@@ -17,6 +17,7 @@ import torch
 
 from edgeecg.atomic import atomic_path, write_text
 from edgeecg.contract import ModelContract
+from edgeecg.formats import FORMATS, INT8_TARGET_FORMATS, ArtifactFormat
 
 from .calibration import load_calibration_set, resolve_calib_dir
 from .engines import build_checked_engine, prepare_tensorrt, reduced_precision_artifact, verification_scans
@@ -31,9 +32,6 @@ from .report import Artifact, print_artifacts, write_report
 from .scans import PreparedScans
 from .ui import note, step
 from .verify import onnx_logits
-
-INT8_FILES = {"cpu": "{name}-int8.onnx", "tensorrt": "{name}-int8-trt.onnx"}
-
 
 def run_export(options: ExportOptions) -> ExportResult:
     """Check TensorRT/GPU and every input first, then write and verify each artifact in turn."""
@@ -102,25 +100,27 @@ class _Export:
         return self.result
 
     def _fp32(self, proto) -> None:
-        path = self.out / f"{self.name}.onnx"
+        fp32 = FORMATS["fp32"]
+        path = fp32.path(self.out, self.name)
         with atomic_path(path) as tmp:
             save_onnx(proto, tmp)
             parity = check_fp32_parity(self.model, tmp, self.verify.tensors)
         step(f"ONNX FP32 matches PyTorch on {parity.n_scans} scans: max |delta logit| {parity.max_abs_delta:.2e}")
-        self.result.artifacts.append(Artifact("ONNX FP32", path, True,
+        self.result.artifacts.append(Artifact(fp32.label, path, True,
                                               f"vs PyTorch: top-1 100%, max|dlogit| {parity.max_abs_delta:.0e}",
                                               {"parity_vs_pytorch": parity.to_dict()}))
-        self.onnx_paths["fp32"] = path
+        self.onnx_paths[fp32.key] = path
         self.fp32_logits = onnx_logits(path, self.verify.tensors)
 
     def _fp16(self, proto) -> None:
         step("ONNX FP16: converting (float32 input/output kept)")
-        path = self.out / f"{self.name}-fp16.onnx"
+        fp16 = FORMATS["fp16"]
+        path = fp16.path(self.out, self.name)
         with atomic_path(path) as tmp:
             save_onnx(convert_to_fp16(proto, self.contract), tmp)
             check = check_fp16(tmp, self.verify.tensors, self.fp32_logits)
-        self.result.artifacts.append(reduced_precision_artifact("ONNX FP16", path, check))
-        self.onnx_paths["fp16"] = path
+        self.result.artifacts.append(reduced_precision_artifact(fp16.label, path, check))
+        self.onnx_paths[fp16.key] = path
 
     def _int8(self) -> None:
         """Write each INT8 flavour, check it against FP32 on the verify scans and the labelled set."""
@@ -132,7 +132,8 @@ class _Export:
             step("INT8: shape inference and graph optimisation for quantization")
             prepare_for_quantization(fp32_path, prepared)
             for target in int8_targets(self.options):
-                path = self.out / INT8_FILES[target].format(name=self.name)
+                int8 = INT8_TARGET_FORMATS[target]
+                path = int8.path(self.out, self.name)
                 with atomic_path(path) as tmp:
                     made = build_int8(prepared, fp32_path, tmp, self.contract, data.calib.tensors, target,
                                       self.options.calib_method, self.options.int8_exclude)
@@ -141,12 +142,12 @@ class _Export:
                     if eval_fp32 is not None:
                         evaluations[target] = compare_fp32_int8(
                             eval_fp32, onnx_logits(tmp, data.eval_scans.tensors), data.labels, self.contract)
-                self.onnx_paths["int8-trt" if target == "tensorrt" else "int8-cpu"] = path
+                self.onnx_paths[int8.key] = path
                 models[target] = {"file": path.name, "calibrate_method": made.calib_method,
                                   "method_selection": made.selection, "excluded_nodes": made.excluded_nodes,
                                   "verification": check, "evaluation": evaluations.get(target)}
                 self.result.artifacts.append(
-                    _int8_artifact(target, path, made.calib_method, check, evaluations.get(target)))
+                    _int8_artifact(int8, path, made.calib_method, check, evaluations.get(target)))
         report = {
             "calibration": {"folder": str(data.calib_dir), "n_scans": len(data.calib),
                             "skipped": len(data.calib.skipped), "method": self.options.calib_method,
@@ -168,7 +169,7 @@ class _Export:
         return summary
 
 
-def _int8_artifact(target: str, path: Path, method: str, check: dict, evaluation: dict | None) -> Artifact:
+def _int8_artifact(fmt: ArtifactFormat, path: Path, method: str, check: dict, evaluation: dict | None) -> Artifact:
     """Passed: the evaluation targets when there is a labelled set, else top-1 agreement on the verify scans."""
     summary = f"{method}; vs FP32: top-1 {check['top1_agreement']:.0%}"
     if evaluation is None:
@@ -178,4 +179,4 @@ def _int8_artifact(target: str, path: Path, method: str, check: dict, evaluation
         summary += f"; eval: agree {evaluation['top1_agreement']:.0%}"
         if "accuracy_drop_pp" in evaluation:
             summary += f", accuracy {-evaluation['accuracy_drop_pp']:+.1f} pp"
-    return Artifact(f"ONNX INT8 ({target})", path, passed, summary)
+    return Artifact(fmt.label, path, passed, summary)

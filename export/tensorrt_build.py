@@ -48,7 +48,7 @@ def check_device(trt: Any) -> tuple[str, str]:
 
 
 def engine_source(trt: Any, precision: str, calibrator: str) -> str:
-    """Which ONNX file an engine is built from: "fp32", "fp16" or "int8-trt"."""
+    """Which ONNX file an engine is built from, as an `edgeecg.formats` key: "fp32", "fp16" or "int8-trt"."""
     major = tensorrt_major(trt)
     if calibrator == "legacy":
         if precision != "int8":

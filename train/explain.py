@@ -24,10 +24,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from edgeecg.backends import ENGINE_SUFFIXES, OnnxRuntimeBackend, probabilities
+from edgeecg.backends import OnnxRuntimeBackend, probabilities
 from edgeecg.contract import ModelContract
 from edgeecg.crop import NoGridFound
 from edgeecg.errors import EdgeECGError
+from edgeecg.formats import is_engine
 from edgeecg.imageio import read_image
 from edgeecg.preprocess import crop_and_resize, normalize
 from edgeecg.registry import DEFAULT_MODEL, resolve_model
@@ -104,7 +105,7 @@ def load_explain_model(model: str | None, method: str = "auto", layer: str | Non
         cam_layer = (layer or DEFAULT_LAYER) if method == "gradcam" else None
         return ExplainModel(contract, str(path), method, cam_layer, logits, network)
     file = resolve_model(spec)
-    if file.suffix.lower() in ENGINE_SUFFIXES:
+    if is_engine(file):
         raise EdgeECGError(f"{file}: explain runs ONNX models and PyTorch checkpoints, not TensorRT engines")
     if method == "gradcam" or layer is not None:
         raise EdgeECGError(f"{file}: Grad-CAM needs gradients, which an ONNX model cannot give; pass the run "
