@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 from edgeecg.atomic import write_text
-from edgeecg.bench import DEFAULT_DATA, DEFAULT_RUNS, DEFAULT_WARMUP, BenchProgress, BenchSettings, run_bench
+from edgeecg.bench import BenchProgress, run_bench
+from edgeecg.bench_data import DEFAULT_DATA
+from edgeecg.bench_measure import DEFAULT_RUNS, DEFAULT_WARMUP, BenchSettings
 from edgeecg.bench_report import describe_machine, markdown_table, to_json
 from edgeecg.errors import EdgeECGError
 

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from .bench import DEFAULT_BATCHES, DEFAULT_RUNS, DEFAULT_WARMUP, BenchProgress, BenchSettings, run_bench
+from .bench import BenchProgress, run_bench
+from .bench_measure import DEFAULT_BATCHES, DEFAULT_RUNS, DEFAULT_WARMUP, BenchSettings
 from .bench_report import check_plot_path, print_report, write_outputs
 
 

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from edgeecg.backends import probabilities
-from edgeecg.bench import pareto_front, preprocessing_key, prepare_labelled_set, select_rows, spread
+from edgeecg.bench_data import prepare_labelled_set, preprocessing_key, spread
+from edgeecg.bench_rows import select_rows
+from edgeecg.bench_score import pareto_front
 from edgeecg.bench_report import markdown_table
 from edgeecg.datasets import LabelledImage
 from edgeecg.errors import EdgeECGError

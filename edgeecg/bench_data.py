@@ -1,0 +1,112 @@
+"""The labelled scans `edgeecg bench` scores on, preprocessed once per contract into tensor files.
+
+Decoding and cropping dominate; doing them once per distinct preprocessing
+contract (not once per row) keeps a bench of many models quick, and the tensor
+files let each row's process read the set without holding it in memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .contract import ModelContract
+from .datasets import LabelledImage
+from .errors import EdgeECGError
+from .imageio import read_image
+from .preprocess import preprocess
+
+DEFAULT_DATA = Path("calib_data") / "heldout_eval.csv"  # scans the shipped models never trained on
+
+
+@dataclass(frozen=True)
+class TensorFile:
+    """Preprocessed float32 N x 3 x S x S tensors stored raw on disk and read back in slices.
+
+    The labelled set can be hundreds of MB; a row's process reads it a batch at
+    a time (file reads, not a memory map), so its peak RSS stays the model's.
+    """
+
+    path: Path
+    count: int
+    size: int
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.count if stop is None else min(stop, self.count)
+        per_image = 3 * self.size * self.size
+        data = np.fromfile(self.path, dtype=np.float32, count=(stop - start) * per_image,
+                           offset=start * per_image * 4)
+        return data.reshape(stop - start, 3, self.size, self.size)
+
+
+@dataclass
+class LabelledSet:
+    """Usable images, their labels, and their tensors for each preprocessing contract."""
+
+    paths: list[Path]
+    labels: list[str]
+    tensors: dict[tuple, TensorFile]  # preprocessing_key -> the images' tensors, in `paths` order
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def resolve_data(data: str | Path | None) -> Path:
+    """--data, or the held-out evaluation CSV (./calib_data, else the repository's)."""
+    if data is not None:
+        return Path(data)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / DEFAULT_DATA).is_file():
+            return base / DEFAULT_DATA
+    raise EdgeECGError(f"no labelled data: pass --data DIR_or_CSV (the default {DEFAULT_DATA} is not here)")
+
+
+def preprocessing_key(contract: ModelContract) -> tuple:
+    """Contracts with equal keys get identical tensors, so each image is preprocessed once per key."""
+    return (
+        int(contract.input_size),
+        tuple(float(v) for v in contract.mean),
+        tuple(float(v) for v in contract.std),
+        bool(contract.crop),
+        float(contract.crop_margin),
+    )
+
+
+def spread(items: Sequence[LabelledImage], limit: int | None) -> list[LabelledImage]:
+    """At most `limit` items spread over the (class-sorted) list, so every class is represented."""
+    if not limit or limit >= len(items):
+        return list(items)
+    picks = np.unique(np.linspace(0, len(items) - 1, limit).round().astype(int))
+    return [items[i] for i in picks]
+
+
+def prepare_labelled_set(
+    items: Sequence[LabelledImage], contracts: Iterable[ModelContract], folder: Path, progress: Callable = iter
+) -> LabelledSet:
+    """Decode each image once and preprocess it once per distinct contract, into tensor files in `folder`.
+
+    An image the runtime refuses (unreadable, no ECG grid found) is skipped and
+    listed, for every model alike, so all rows are scored on the same images.
+    """
+    by_key = {preprocessing_key(c): c for c in contracts}
+    files = {key: Path(folder) / f"tensors-{i}.f32" for i, key in enumerate(by_key)}
+    used: list[LabelledImage] = []
+    skipped: list[tuple[Path, str]] = []
+    handles = {key: open(path, "wb") for key, path in files.items()}
+    try:
+        for item in progress(items):
+            try:
+                image = read_image(item.path)
+                prepared = {key: preprocess(image, contract)[0] for key, contract in by_key.items()}
+            except EdgeECGError as exc:
+                skipped.append((item.path, str(exc)))
+                continue
+            for key, tensor in prepared.items():
+                handles[key].write(np.ascontiguousarray(tensor, dtype=np.float32).tobytes())
+            used.append(item)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    tensors = {key: TensorFile(files[key], len(used), by_key[key].input_size) for key in by_key}
+    return LabelledSet([i.path for i in used], [i.label for i in used], tensors, skipped)
