@@ -33,6 +33,7 @@ from .scans import PreparedScans
 from .ui import note, step
 from .verify import onnx_logits
 
+
 def run_export(options: ExportOptions) -> ExportResult:
     """Check TensorRT/GPU and every input first, then write and verify each artifact in turn."""
     trt, device = prepare_tensorrt(options) if options.trt else (None, None)
