@@ -1,62 +1,63 @@
-"""Render 12-lead ECG signals as printout images, clean or photographed-looking.
+"""Render 12-lead ECG signals as printout images, clean or photographed-looking, with exact ground truth.
 
 Training on PTB-XL needs images that look like the scanned printouts the model
-meets in the clinic, plus the exact grid outline for training/checking the
-trace cropper. So every render returns the BGR image AND the grid quadrilateral
-in output pixels, moved by the same rotation/perspective as the image.
+meets in the clinic, and a page reader/digitizer needs to be scored against
+the truth. So every render returns the BGR image AND, in output pixels moved
+by the same rotation/perspective as the image: the grid quadrilateral, a
+per-panel trace mask, each panel's box and which samples each panel plots.
 
-Layout (a standard 3x4 + rhythm printout): rows I/aVR/V1/V4, II/aVL/V2/V5,
-III/aVF/V3/V6, each column showing the next 2.5 s of the record (as ECG carts
-print them), then a 10 s lead-II rhythm strip; 25 mm/s, 10 mm/mV, a 1 mV x
-0.2 s calibration pulse at the start of each row, 1 mm / 5 mm grid. Sizes are
-defined in millimetres on a 280 x 199 mm page and scaled by `px_per_mm`; the
-default gives 1106 x 786 pixels, the size of the shared Mendeley scans.
+The default page is a standard 3x4 + rhythm printout: rows I/aVR/V1/V4,
+II/aVL/V2/V5, III/aVF/V3/V6, each column showing the next 2.5 s of the record
+(as ECG carts print them), then a 10 s lead-II rhythm strip; 25 mm/s,
+10 mm/mV, a 1 mV x 0.2 s calibration pulse at the start of each row, 1 mm /
+5 mm pink grid in an outline box. Sizes are defined in millimetres on a
+280 x 199 mm page and scaled by `px_per_mm`; the default gives 1106 x 786
+pixels, the size of the shared Mendeley scans. `RenderOptions` also picks the
+other standard layouts (`edgeecg.layouts`), simultaneous columns, grid
+styles and paper tones, a full-page grid, the calibration's place and a
+cart's measurement header; `random_options` draws a realistic mix of them.
 
-Distortions are all optional and drawn from a seed, each from its own random
-stream, so switching one on or off never changes what the others do.
+Module map: `render_geometry` (where things sit), `render_grid` (paper and
+grid), `render_text` (labels and headers), `render_photo` (distortions).
 Torch-free: numpy and OpenCV only.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import cv2
 import numpy as np
 
+from . import layouts, render_geometry, render_grid, render_photo, render_text
 from .errors import EdgeECGError
+from .layouts import GAIN_MM_PER_MV, LEADS, SPEED_MM_PER_S, Panel
+from .render_geometry import GRID_BOX_MM, PAGE_MM, PULSE_MM, SHIFT, PrintGeometry, page_size, to_fixed
+from .render_grid import GRID_STYLES, PAPER_TONES, style_colours
 
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-LAYOUT_ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
-RHYTHM_LEAD = "II"
-SPEED_MM_PER_S = 25.0
-GAIN_MM_PER_MV = 10.0
-SEGMENT_S = 2.5
-STRIP_S = 10.0
+__all__ = ["DEFAULT_PX_PER_MM", "GAIN_MM_PER_MV", "GRID_BOX_MM", "GRID_STYLES", "LEADS", "PAGE_MM", "PAPER_TONES",
+           "SPEED_MM_PER_S", "RenderOptions", "RenderResult", "page_position", "page_size", "random_options",
+           "record_seed", "render_printout", "renderer_sources"]
 
-PAGE_MM = (280.0, 199.0)
-GRID_BOX_MM = (7.5, 37.0, 265.0, 155.0)  # left, top, width, height: whole 5 mm squares
-TRACE_START_MM = 12.5  # from the grid's left edge: room for the calibration pulse
-FIRST_BASELINE_MM = 21.0  # from the grid's top edge
-ROW_PITCH_MM = 38.0
 DEFAULT_PX_PER_MM = 3.95  # 280 x 199 mm -> 1106 x 786 px, like the shared scans
-
-# BGR colours
-INK = (0, 0, 0)
-GRID_HUES = ((150, 120, 245), (120, 120, 230), (110, 160, 240), (170, 170, 170), (200, 150, 190))
-BACKGROUNDS = ((60, 70, 80), (35, 40, 45), (120, 130, 140), (80, 95, 110), (160, 165, 170))
-PEN_INKS = ((140, 50, 20), (30, 30, 30), (40, 40, 170))
-MARK_WORDS = ("ok", "MI?", "see", "NSR", "Dr. K", "rpt", "12/3", "AF?", "cf old", "!!")
+INK = render_text.INK
+STREAMS = ("grid", "marks", "geometry", "crease", "lighting", "blur", "noise", "jpeg", "header")  # append only
+TICK_MM = 2.0  # half-height of a short column-separator tick
+SEPARATOR_SPAN_MM = (11.0, 6.0)  # a separator line runs from this far above the first grid row to below the last
+# how often random_options draws each layout and paper tone: 3x4+1 on white paper is what most carts print
+LAYOUT_WEIGHTS = {"3x4": 0.15, "3x4+1": 0.4, "3x4+2": 0.1, "3x4+3": 0.1, "6x2": 0.15, "12x1": 0.1}
+PAPER_WEIGHTS = {"white": 0.55, "cream": 0.2, "pinkish": 0.15, "grey": 0.1}
 
 
 @dataclass(frozen=True)
 class RenderOptions:
     """How to draw the printout, and how much of each photo-like distortion to add.
 
-    Each distortion is off at 0; otherwise its value is the largest amount,
-    and the amount used is drawn from the render's seed.
+    The defaults draw the 3x4+1 page described in the module docstring. Each
+    distortion is off at 0; otherwise its value is the largest amount, and the
+    amount used is drawn from the render's seed.
     """
 
     px_per_mm: float = DEFAULT_PX_PER_MM
@@ -78,6 +79,17 @@ class RenderOptions:
     grid_color_jitter: float = 0.0  # 0..1, how far the grid colour moves towards another hue
     grid_width_jitter: float = 0.0  # relative change of the grid line widths
     handwriting: int = 0  # most pen marks added
+    layout: str = "3x4+1"  # a key of edgeecg.layouts.LAYOUTS
+    simultaneous: bool = False  # every column shows the record's first window instead of successive ones
+    rhythm_leads: tuple[str, ...] | None = None  # rhythm strips printed under the grid; None = the layout's own
+    outline_box: bool = True  # outline around the grid box
+    full_page_grid: bool = False  # grid over the whole page under the header, no outline (third-party generators)
+    calibration: str = "left"  # 1 mV pulse at each row's "left" or "right" end, or "none"
+    lead_labels: bool = True
+    separators: bool = True  # marks between the columns of the panel grid
+    separator_ticks: bool = False  # short ticks at each row's baseline instead of lines across the rows
+    dotted_minor: bool = False  # minor grid as dots at the 1 mm crossings
+    machine_header: bool = False  # a cart's patient and measurement block above the grid, drawn from the seed
 
     @classmethod
     def photo(cls, px_per_mm: float = DEFAULT_PX_PER_MM) -> "RenderOptions":
@@ -88,49 +100,90 @@ class RenderOptions:
             grid_width_jitter=0.5, handwriting=3,
         )
 
+    def with_style(self, grid: str = "pink", paper: str = "white") -> "RenderOptions":
+        """These options with a named grid style (`GRID_STYLES`) on a named paper tone (`PAPER_TONES`)."""
+        return replace(self, **style_colours(grid, paper))
+
     @property
     def geometric(self) -> bool:
         return self.rotation_deg > 0 or self.perspective > 0
 
+    def plan(self) -> PrintGeometry:
+        """Where this page's panels, rows and pulses go; ValueError on an unknown layout, lead or calibration."""
+        return PrintGeometry.plan(self.layout, self.simultaneous, self.rhythm_leads, self.full_page_grid, self.calibration)
+
+
+_DEFAULT_PLAN = RenderOptions().plan()
+
 
 @dataclass(frozen=True)
 class RenderResult:
-    """A rendered printout: `image` (BGR uint8), `grid_quad` (float32 4x2, clockwise from top-left,
-    output pixels) and what is needed to locate any signal sample in the image."""
+    """A rendered printout and its ground truth, all in output pixels (after the image's own homography).
+
+    `image` BGR uint8; `grid_quad` float32 (4, 2) grid box corners, clockwise from top-left;
+    `trace_mask` uint8 (H, W): 0 background, k + 1 where panel k's trace is drawn (a later panel wins
+    where traces cross); `lead_boxes` float32 (n_panels, 4, 2): each panel's time span across and half
+    a row pitch above and below its baseline, clockwise from top-left; `sample_ranges` int64
+    (n_panels, 2): first and last sample index plotted (a panel's closed [t0, t1]: the boundary sample
+    is drawn in both neighbours, so the trace is continuous; last < first where nothing is drawn).
+    """
 
     image: np.ndarray
     grid_quad: np.ndarray
     homography: np.ndarray  # 3x3: undistorted page pixels -> output pixels
     px_per_mm: float
     baseline_mv: np.ndarray = field(repr=False)  # (12,) offset removed from each lead
+    geometry: PrintGeometry = field(repr=False)
+    trace_mask: np.ndarray = field(repr=False)
+    lead_boxes: np.ndarray = field(repr=False)
+    sample_ranges: np.ndarray = field(repr=False)
+
+    @property
+    def layout_name(self) -> str:
+        return self.geometry.layout.name
+
+    @property
+    def simultaneous(self) -> bool:
+        return self.geometry.simultaneous
+
+    @property
+    def panels(self) -> tuple[Panel, ...]:
+        """Every printed panel (rhythm strips with the leads actually printed), in `trace_mask` label order."""
+        return self.geometry.panels
 
     def sample_pixel(self, lead: str, t: float, mv: float, rhythm: bool = False) -> np.ndarray:
-        """Output pixel (x, y) where lead `lead` at time `t` s with value `mv` (as given to the renderer) is drawn."""
-        offset = float(self.baseline_mv[LEADS.index(lead)])
-        point = page_position(lead, t, mv - offset, self.px_per_mm, rhythm)
-        return cv2.perspectiveTransform(point.reshape(1, 1, 2).astype(np.float64), self.homography)[0, 0]
+        """Output pixel (x, y) where lead `lead` at time `t` s with value `mv` (as given to the renderer) is drawn.
+
+        `rhythm` picks the rhythm strip of that lead instead of its panel in the grid.
+        """
+        return self.panel_pixel(self.geometry.panel_index(lead, t, rhythm), t, mv)
+
+    def panel_pixel(self, panel_index: int, t: float, mv: float) -> np.ndarray:
+        """Output pixel (x, y) of value `mv` (as given to the renderer) at record time `t` in panel `panel_index`."""
+        offset = float(self.baseline_mv[LEADS.index(self.panels[panel_index].lead)])
+        point = np.array(self.geometry.position_mm(panel_index, t, mv - offset)) * self.px_per_mm
+        return render_photo.move_points(point, self.homography)
 
 
-def page_position(lead: str, t: float, mv: float, px_per_mm: float = DEFAULT_PX_PER_MM, rhythm: bool = False) -> np.ndarray:
-    """Undistorted page pixel (x, y) of a displayed value; `rhythm` picks the lead-II strip."""
-    if lead not in LEADS:
-        raise ValueError(f"unknown lead {lead!r}; expected one of {LEADS}")
-    if rhythm:
-        if lead != RHYTHM_LEAD or not 0 <= t <= STRIP_S:
-            raise ValueError(f"the rhythm strip shows lead {RHYTHM_LEAD} from 0 to {STRIP_S} s")
-        row = len(LAYOUT_ROWS)
-    else:
-        row, column = next((r, c) for r, leads in enumerate(LAYOUT_ROWS) for c, name in enumerate(leads) if name == lead)
-        if not column * SEGMENT_S <= t <= (column + 1) * SEGMENT_S:
-            raise ValueError(f"lead {lead} is printed from {column * SEGMENT_S} to {(column + 1) * SEGMENT_S} s")
-    x_mm = GRID_BOX_MM[0] + TRACE_START_MM + t * SPEED_MM_PER_S
-    y_mm = _baseline_mm(row) - mv * GAIN_MM_PER_MV
-    return np.array([x_mm * px_per_mm, y_mm * px_per_mm], dtype=np.float64)
+def page_position(lead: str, t: float, mv: float, px_per_mm: float = DEFAULT_PX_PER_MM, rhythm: bool = False,
+                  geometry: PrintGeometry | None = None) -> np.ndarray:
+    """Undistorted page pixel (x, y) of a displayed value; `rhythm` picks that lead's rhythm strip.
+
+    `geometry` is the page plan (`RenderOptions.plan()`, `RenderResult.geometry`); None is the default page.
+    """
+    plan = geometry or _DEFAULT_PLAN
+    return np.array(plan.position_mm(plan.panel_index(lead, t, rhythm), t, mv)) * px_per_mm
 
 
-def page_size(px_per_mm: float) -> tuple[int, int]:
-    """(width, height) in pixels of the page at this resolution."""
-    return round(PAGE_MM[0] * px_per_mm), round(PAGE_MM[1] * px_per_mm)
+def record_seed(seed: int, ecg_id: int) -> int:
+    """One independent render seed per (run seed, record), so a record's image ignores the order and count rendered."""
+    return int(np.random.SeedSequence([seed, ecg_id]).generate_state(1)[0])
+
+
+def renderer_sources() -> list[Path]:
+    """The source files that decide a render's pixels: hash them to know when cached renders are stale."""
+    modules = (layouts, render_geometry, render_grid, render_text, render_photo)
+    return [Path(__file__), *(Path(module.__file__) for module in modules)]
 
 
 def render_printout(
@@ -155,281 +208,123 @@ def render_printout(
         raise EdgeECGError(f"sampling rate must be positive, got {fs}")
     if options.px_per_mm <= 0:
         raise EdgeECGError(f"px_per_mm must be positive, got {options.px_per_mm}")
-    streams = dict(zip(("grid", "marks", "geometry", "crease", "lighting", "blur", "noise", "jpeg"),
-                       (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(8))))
+    try:
+        geometry = options.plan()
+    except ValueError as exc:
+        raise EdgeECGError(str(exc)) from None
+    streams = dict(zip(STREAMS, (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(len(STREAMS)))))
 
     baseline = np.nan_to_num(np.nanmedian(signal, axis=0)) if options.remove_baseline else np.zeros(len(LEADS))
     shown = np.nan_to_num(signal - baseline.astype(np.float32))
-    page = _paper(options, streams["grid"])
-    _draw_traces(page, shown, fs, options.px_per_mm, options.trace_mm)
-    _draw_text(page, options.px_per_mm, header)
+    ppm = options.px_per_mm
+    page = render_grid.draw_paper(options, geometry, streams["grid"])
+    traces, sample_ranges = _panel_traces(shown, fs, geometry, ppm)
+    labels = _draw_traces(page, traces, geometry, options)
+    _draw_text(page, geometry, options, header, streams["header"])
     if options.handwriting > 0:
-        _draw_pen_marks(page, options.handwriting, options.px_per_mm, streams["marks"])
+        render_photo.draw_pen_marks(page, options.handwriting, ppm, streams["marks"])
 
     homography = np.eye(3)
     if options.geometric:
-        homography = _page_homography(page.shape, options, streams["geometry"])
-    image = _photograph(page, homography, options, streams)
-    ppm = options.px_per_mm
-    quad = cv2.perspectiveTransform(_grid_box_px(ppm).reshape(-1, 1, 2), homography).reshape(4, 2).astype(np.float32)
-    return RenderResult(image, quad, homography, ppm, baseline.astype(np.float32))
+        homography = render_photo.page_homography(page.shape, options, streams["geometry"])
+        labels = render_photo.move_labels(labels, homography)
+    image = render_photo.photograph(page, homography, options, streams)
+    quad = render_photo.move_points(geometry.grid_box_corners(ppm), homography).astype(np.float32)
+    boxes = np.stack([geometry.panel_box_mm(panel) * ppm for panel in geometry.panels])
+    return RenderResult(image, quad, homography, ppm, baseline.astype(np.float32), geometry, labels,
+                        render_photo.move_points(boxes, homography).astype(np.float32), sample_ranges)
 
 
-def _grid_box_px(ppm: float) -> np.ndarray:
-    """Corners of the grid box on the undistorted page, clockwise from top-left."""
-    left, top, width, height = (v * ppm for v in GRID_BOX_MM)
-    return np.array([[left, top], [left + width, top], [left + width, top + height], [left, top + height]])
-
-
-def _baseline_mm(row: int) -> float:
-    return GRID_BOX_MM[1] + FIRST_BASELINE_MM + row * ROW_PITCH_MM
-
-
-def _paper(options: RenderOptions, rng: np.random.Generator) -> np.ndarray:
-    """White page with the pink grid (from a cached index image and a colour look-up table)."""
-    minor, major, border = (np.array(c, float) for c in (options.minor_bgr, options.major_bgr, options.border_bgr))
-    minor_w, major_w = options.minor_line_mm, options.major_line_mm
-    if options.grid_color_jitter > 0:
-        hue = np.array(GRID_HUES[rng.integers(len(GRID_HUES))], float)
-        mix = options.grid_color_jitter * rng.uniform()
-        darken = 1 + options.grid_color_jitter * rng.uniform(-0.5, 0.5)
-
-        def shift(colour: np.ndarray, hue_depth: float) -> np.ndarray:
-            return np.clip(255 - ((1 - mix) * (255 - colour) + mix * (255 - hue) * hue_depth) * darken, 0, 255)
-
-        minor, major, border = shift(minor, 0.7), shift(major, 1.0), shift(border, 1.0)
-    if options.grid_width_jitter > 0:
-        minor_w *= 1 + options.grid_width_jitter * rng.uniform(-1, 1)
-        major_w *= 1 + options.grid_width_jitter * rng.uniform(-1, 1)
-    ppm = options.px_per_mm
-    # widths rounded to 0.05 px so jittered renders reuse a few cached line images
-    index = _grid_index(ppm, round(minor_w * ppm * 20) / 20, round(major_w * ppm * 20) / 20)
-    levels = np.arange(256)
-    minor_a, major_a = (levels >> 4)[:, None] / 15.0, (levels & 15)[:, None] / 15.0
-    paper = np.array(options.paper_bgr, float)
-    lut = paper - np.maximum(minor_a * (paper - minor), major_a * (paper - major))
-    page = cv2.LUT(index, np.clip(lut, 0, 255).astype(np.uint8).reshape(256, 1, 3))
-    cv2.polylines(page, [_fixed(_grid_box_px(ppm))], True, tuple(int(v) for v in border),
-                  max(1, round(0.3 * ppm)), cv2.LINE_AA, shift=_SHIFT)
-    return page
-
-
-def _grid_index(ppm: float, minor_px: float, major_px: float) -> np.ndarray:
-    """3-channel uint8 LUT index: high nibble = minor-line coverage, low nibble = major-line coverage (0-15)."""
-    index = cv2.bitwise_or(_grid_lines(ppm, 1.0, minor_px) << 4, _grid_lines(ppm, 5.0, major_px))
-    return cv2.merge([index, index, index])
-
-
-@lru_cache(maxsize=32)
-def _grid_lines(ppm: float, step_mm: float, line_px: float) -> np.ndarray:
-    """Anti-aliased coverage (0-15) of the grid lines every `step_mm` inside the grid box."""
-    width, height = page_size(ppm)
-    left, top, box_w, box_h = GRID_BOX_MM
-
-    def coverage(n_px: int, start_mm: float, length_mm: float) -> np.ndarray:
-        """Fraction of each pixel covered by the nearest line (a box filter), in 16ths."""
-        centres = np.arange(n_px, dtype=np.float64)
-        k = np.clip(np.round((centres / ppm - start_mm) / step_mm), 0, round(length_mm / step_mm))
-        line = (start_mm + k * step_mm) * ppm
-        overlap = np.minimum(centres + 0.5, line + line_px / 2) - np.maximum(centres - 0.5, line - line_px / 2)
-        return np.round(np.clip(overlap, 0, 1) * 15).astype(np.uint8)
-
-    across = coverage(width, left, box_w)[None, :] * _span(height, top, box_h, ppm)[:, None]
-    down = coverage(height, top, box_h)[:, None] * _span(width, left, box_w, ppm)[None, :]
-    return np.maximum(across, down).astype(np.uint8)
-
-
-def _span(n_px: int, start_mm: float, length_mm: float, ppm: float) -> np.ndarray:
-    """Pixels whose centre lies within [start, start + length] mm (half a pixel of slack)."""
-    centres = np.arange(n_px)
-    return (centres >= start_mm * ppm - 0.5) & (centres <= (start_mm + length_mm) * ppm + 0.5)
-
-
-_SHIFT = 4  # OpenCV fixed-point bits: sub-pixel precise polylines
-
-
-def _fixed(points: np.ndarray) -> np.ndarray:
-    return np.round(np.asarray(points) * (1 << _SHIFT)).astype(np.int32)
-
-
-def _draw_traces(page: np.ndarray, shown: np.ndarray, fs: float, ppm: float, trace_mm: float) -> None:
-    """All 13 trace segments, calibration pulses and column markers, in one polylines call."""
+def _panel_traces(shown: np.ndarray, fs: float, geometry: PrintGeometry, ppm: float) -> tuple[list, np.ndarray]:
+    """Each panel's polyline (fixed-point page pixels; None when it has under two samples) and its sample range."""
     n = shown.shape[0]
-    x0 = (GRID_BOX_MM[0] + TRACE_START_MM) * ppm
-    top, bottom = GRID_BOX_MM[1] * ppm, (GRID_BOX_MM[1] + GRID_BOX_MM[3]) * ppm
+    x0 = geometry.trace_start_mm * ppm
+    top, bottom = geometry.grid_box_mm[1] * ppm, (geometry.grid_box_mm[1] + geometry.grid_box_mm[3]) * ppm
     times = np.arange(n) / fs
-    xs = x0 + times * SPEED_MM_PER_S * ppm
-    lines = []
-
-    def segment(column_index: int, row: int, t0: float, t1: float) -> None:
-        first, last = int(math.ceil(t0 * fs - 1e-9)), min(n - 1, int(math.floor(t1 * fs + 1e-9)))
+    lines, ranges = [], []
+    for panel in geometry.panels:
+        first, last = int(math.ceil(panel.t0 * fs - 1e-9)), min(n - 1, int(math.floor(panel.t1 * fs + 1e-9)))
         if last - first < 1:
-            return
-        ys = _baseline_mm(row) * ppm - shown[first : last + 1, column_index] * GAIN_MM_PER_MV * ppm
-        lines.append(_fixed(np.stack([xs[first : last + 1], np.clip(ys, top, bottom)], axis=1)))
-
-    for row, leads in enumerate(LAYOUT_ROWS):
-        for column, lead in enumerate(leads):
-            segment(LEADS.index(lead), row, column * SEGMENT_S, (column + 1) * SEGMENT_S)
-    segment(LEADS.index(RHYTHM_LEAD), len(LAYOUT_ROWS), 0.0, STRIP_S)
-
-    pulse_mm = np.array([[2, 0], [4, 0], [4, -10], [9, -10], [9, 0], [11, 0]], float)
-    for row in range(len(LAYOUT_ROWS) + 1):
-        lines.append(_fixed((pulse_mm + [GRID_BOX_MM[0], _baseline_mm(row)]) * ppm))
-    thickness = max(1, round(trace_mm * ppm))
-    cv2.polylines(page, lines, False, INK, thickness, cv2.LINE_AA, shift=_SHIFT)
-
-    marker_top, marker_bottom = (_baseline_mm(0) - 11) * ppm, (_baseline_mm(len(LAYOUT_ROWS) - 1) + 6) * ppm
-    markers = [_fixed([[x, marker_top], [x, marker_bottom]]) for x in x0 + np.arange(1, 4) * SEGMENT_S * SPEED_MM_PER_S * ppm]
-    cv2.polylines(page, markers, False, INK, 1, cv2.LINE_AA, shift=_SHIFT)
+            lines.append(None)
+            ranges.append((first, first - 1))
+            continue
+        xs = x0 + (times[first : last + 1] + geometry.shift_s(panel)) * SPEED_MM_PER_S * ppm
+        ys = geometry.baseline_mm(panel.row) * ppm - shown[first : last + 1, LEADS.index(panel.lead)] * GAIN_MM_PER_MV * ppm
+        lines.append(to_fixed(np.stack([xs, np.clip(ys, top, bottom)], axis=1)))
+        ranges.append((first, last))
+    return lines, np.array(ranges, dtype=np.int64).reshape(-1, 2)
 
 
-def _put(page: np.ndarray, text: str, x_mm: float, y_mm: float, height_mm: float, ppm: float,
-         font: int = cv2.FONT_HERSHEY_COMPLEX, color=INK, thickness: int = 1) -> None:
-    scale = cv2.getFontScaleFromHeight(font, max(1, round(height_mm * ppm)), thickness)
-    cv2.putText(page, text, (round(x_mm * ppm), round(y_mm * ppm)), font, scale, color, thickness, cv2.LINE_AA)
+def _draw_traces(page: np.ndarray, traces: list, geometry: PrintGeometry, options: RenderOptions) -> np.ndarray:
+    """Traces and calibration pulses (one anti-aliased polylines call), then the column separators.
 
-
-def _draw_text(page: np.ndarray, ppm: float, header: str | None) -> None:
-    """Lead labels and the footer always; the report header only when given."""
-    for row, leads in enumerate(LAYOUT_ROWS):
-        for column, lead in enumerate(leads):
-            x = GRID_BOX_MM[0] + TRACE_START_MM + column * SEGMENT_S * SPEED_MM_PER_S + 0.8
-            _put(page, lead, x, _baseline_mm(row) - 3, 2.6, ppm)
-    _put(page, RHYTHM_LEAD, GRID_BOX_MM[0] + TRACE_START_MM + 0.8, _baseline_mm(len(LAYOUT_ROWS)) - 3, 2.6, ppm)
-    _put(page, "0.67~25Hz  AC50  25mm/s  10mm/mV  4*2.5s+1r", GRID_BOX_MM[0], PAGE_MM[1] - 3, 2.0, ppm)
-    if header is None:
-        return
-    title_w = cv2.getTextSize("ECG REPORT", cv2.FONT_HERSHEY_TRIPLEX,
-                              cv2.getFontScaleFromHeight(cv2.FONT_HERSHEY_TRIPLEX, round(4 * ppm)), 1)[0][0]
-    _put(page, "ECG REPORT", PAGE_MM[0] / 2 - title_w / ppm / 2, 7.0, 4.0, ppm, cv2.FONT_HERSHEY_TRIPLEX)
-    for i, line in enumerate(header.splitlines()[:3]):
-        _put(page, line, GRID_BOX_MM[0], 11.5 + 3.6 * i, 2.3, ppm)
-    rule_y = 22.0 * ppm
-    cv2.line(page, (round(GRID_BOX_MM[0] * ppm), round(rule_y)), (round(page.shape[1] - GRID_BOX_MM[0] * ppm), round(rule_y)),
-             INK, max(1, round(0.5 * ppm)), cv2.LINE_AA)
-    for i, line in enumerate(("Technician :", "Ref-Phys. :", "Report Confirmed by:")):
-        _put(page, line, 198.0, 26.5 + 3.3 * i, 2.3, ppm)
-
-
-def _draw_pen_marks(page: np.ndarray, most: int, ppm: float, rng: np.random.Generator) -> None:
-    """Handwriting-like marks: scribbled words, circled spots and underlines in pen ink."""
-    height, width = page.shape[:2]
-    for _ in range(int(rng.integers(1, most + 1))):
-        ink = PEN_INKS[rng.integers(len(PEN_INKS))]
-        x, y = rng.uniform(0.05, 0.85) * width, rng.uniform(0.05, 0.92) * height
-        kind = rng.integers(3)
-        if kind == 0:
-            _put(page, str(rng.choice(MARK_WORDS)), x / ppm, y / ppm, rng.uniform(3, 6), ppm,
-                 cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, ink, int(rng.integers(1, 3)))
-        elif kind == 1:
-            axes = (round(rng.uniform(6, 20) * ppm), round(rng.uniform(4, 10) * ppm))
-            cv2.ellipse(page, (round(x), round(y)), axes, rng.uniform(-20, 20), rng.uniform(0, 40),
-                        rng.uniform(300, 360), ink, int(rng.integers(1, 3)), cv2.LINE_AA)
-        else:
-            length = rng.uniform(15, 50) * ppm
-            u = np.linspace(0, 1, 24)
-            wobble = np.cumsum(rng.normal(0, 0.25 * ppm, u.size))
-            points = np.stack([x + u * length, y + wobble + rng.uniform(-0.1, 0.1) * length * u], axis=1)
-            cv2.polylines(page, [_fixed(points)], False, ink, int(rng.integers(1, 3)), cv2.LINE_AA, shift=_SHIFT)
-
-
-def _page_homography(shape: tuple[int, ...], options: RenderOptions, rng: np.random.Generator) -> np.ndarray:
-    """Rotation + perspective tilt of the page, shrunk so the whole page stays in the frame."""
-    height, width = shape[:2]
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    centre = np.array([width, height]) / 2
-    angle = math.radians(options.rotation_deg * rng.uniform(-1, 1))
-    rotation = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    moved = (corners - centre) @ rotation.T + centre
-    moved += rng.uniform(-1, 1, (4, 2)) * options.perspective * np.array([width, height])
-    span = moved.max(0) - moved.min(0)
-    scale = min(1.0, *(0.98 * np.array([width, height]) / span))
-    moved = (moved - (moved.max(0) + moved.min(0)) / 2) * scale + centre
-    return cv2.getPerspectiveTransform(corners.astype(np.float32), moved.astype(np.float32)).astype(np.float64)
-
-
-def _photograph(page: np.ndarray, homography: np.ndarray, options: RenderOptions, streams: dict) -> np.ndarray:
-    """Geometry, then shading (creases in paper coordinates, lighting in image coordinates), blur, noise, JPEG."""
-    height, width = page.shape[:2]
-    image = page
-    if options.geometric:
-        background = BACKGROUNDS[streams["geometry"].integers(len(BACKGROUNDS))]
-        image = cv2.warpPerspective(page, homography, (width, height), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_CONSTANT, borderValue=background)
-    if options.crease > 0 or options.lighting > 0:
-        low = (max(2, width // 4), max(2, height // 4))
-        shade = np.ones((low[1], low[0]), np.float32)
-        if options.crease > 0:
-            to_low = np.diag([low[0] / width, low[1] / height, 1.0])
-            low_homography = to_low @ homography @ np.linalg.inv(to_low)
-            shade *= cv2.warpPerspective(_crease_map(low, options.crease, streams["crease"]), low_homography, low,
-                                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=1.0)
-        if options.lighting > 0:
-            shade *= _lighting_map(low, options.lighting, streams["lighting"])
-        full = cv2.resize(np.round(shade * 255).astype(np.uint8), (width, height), interpolation=cv2.INTER_LINEAR)
-        image = cv2.multiply(image, cv2.merge([full, full, full]), scale=1 / 255)
-    if options.blur_sigma > 0:
-        sigma = options.blur_sigma * streams["blur"].uniform(0.3, 1.0)
-        image = cv2.GaussianBlur(image, (0, 0), sigma)
-    if options.noise_std > 0:
-        rng = streams["noise"]
-        field_, pad = _noise_field(height, width)
-        dy, dx = int(rng.integers(pad + 1)), 3 * int(rng.integers(pad + 1))
-        noise = field_[dy : dy + height, dx : dx + 3 * width]
-        weight = options.noise_std * rng.uniform(0.3, 1.0) / _NOISE_SCALE
-        image = cv2.addWeighted(image.reshape(height, 3 * width), 1.0, noise, weight, -_NOISE_ZERO * weight)
-        image = image.reshape(height, width, 3)
-    if options.jpeg_quality > 0:
-        quality = int(streams["jpeg"].integers(min(options.jpeg_quality, 95), 96))
-        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        image = cv2.imdecode(encoded, cv2.IMREAD_COLOR)
-    return image if image is not page else page.copy()
-
-
-_NOISE_SCALE, _NOISE_ZERO = 16.0, 128.0  # the cached field holds 128 + 16 N(0, 1) as uint8 (all-uint8 maths is fast)
-
-
-@lru_cache(maxsize=4)
-def _noise_field(height: int, width: int) -> tuple[np.ndarray, int]:
-    """A fixed Gaussian noise field a little larger than the image; each render crops it at a seeded offset.
-
-    Cropping is far cheaper than drawing 2.6 million normals per image, and the
-    offsets keep the noise different from render to render.
+    Returns the trace label image: the same polylines drawn without anti-aliasing, panel k as k + 1.
     """
-    pad = 64
-    rng = np.random.default_rng(20240917)
-    field_ = _NOISE_ZERO + rng.standard_normal((height + pad, 3 * (width + pad))) * _NOISE_SCALE
-    return np.clip(np.round(field_), 0, 255).astype(np.uint8), pad
+    ppm = options.px_per_mm
+    pulses = []
+    if geometry.calibration != "none":
+        pulses = [to_fixed((PULSE_MM + [geometry.pulse_left_mm(), geometry.baseline_mm(row)]) * ppm)
+                  for row in range(geometry.layout.rows)]
+    thickness = max(1, round(options.trace_mm * ppm))
+    drawn = [line for line in traces if line is not None]
+    cv2.polylines(page, drawn + pulses, False, INK, thickness, cv2.LINE_AA, shift=SHIFT)
+    labels = np.zeros(page.shape[:2], np.uint8)
+    for k, line in enumerate(traces):
+        if line is not None:
+            cv2.polylines(labels, [line], False, k + 1, thickness, cv2.LINE_8, shift=SHIFT)
+    if options.separators and geometry.layout.columns > 1:
+        cv2.polylines(page, _separators(geometry, ppm, options.separator_ticks), False, INK, 1, cv2.LINE_AA, shift=SHIFT)
+    return labels
 
 
-def _crease_map(size: tuple[int, int], strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Multiplicative paper shading: 1-3 fold lines (dark ridge, one side shadowed) plus soft wrinkles."""
-    width, height = size
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    shade = np.ones((height, width), np.float32)
-    for _ in range(int(rng.integers(1, 4))):
-        angle = rng.uniform(0, math.pi)
-        px, py = rng.uniform(0.15, 0.85) * width, rng.uniform(0.15, 0.85) * height
-        distance = (xs - px) * math.sin(angle) - (ys - py) * math.cos(angle)
-        depth = strength * rng.uniform(0.4, 1.0)
-        ridge = 0.7 * np.exp(-((distance / rng.uniform(0.6, 1.5)) ** 2))
-        shadow = (distance > 0) * np.exp(-distance / (0.12 * width)) * 0.3
-        highlight = (distance < 0) * np.exp(distance / (0.05 * width)) * 0.15
-        shade *= 1 - depth * (ridge + shadow - highlight)
-    bumps = cv2.resize(rng.uniform(-1, 1, (6, 8)).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
-    shade *= 1 - 0.25 * strength * (bumps + 1) / 2
-    return np.clip(shade, 0.2, 1.0).astype(np.float32)
+def _separators(geometry: PrintGeometry, ppm: float, ticks: bool) -> list[np.ndarray]:
+    """Column separators of the panel grid: lines across its rows, or short ticks at each row's baseline."""
+    layout = geometry.layout
+    xs = geometry.trace_start_mm * ppm + np.arange(1, layout.columns) * layout.column_s * SPEED_MM_PER_S * ppm
+    last_row = len(layout.grid) - 1
+    if ticks:
+        spans = [((geometry.baseline_mm(row) - TICK_MM) * ppm, (geometry.baseline_mm(row) + TICK_MM) * ppm)
+                 for row in range(last_row + 1)]
+    else:
+        above, below = SEPARATOR_SPAN_MM
+        spans = [((geometry.baseline_mm(0) - above) * ppm, (geometry.baseline_mm(last_row) + below) * ppm)]
+    return [to_fixed([[x, top], [x, bottom]]) for top, bottom in spans for x in xs]
 
 
-def _lighting_map(size: tuple[int, int], strength: float, rng: np.random.Generator) -> np.ndarray:
-    """Uneven light: a linear gradient in a random direction and a vignette."""
-    width, height = size
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    u, v = xs / (width - 1) - 0.5, ys / (height - 1) - 0.5
-    angle = rng.uniform(0, 2 * math.pi)
-    gradient = (u * math.cos(angle) + v * math.sin(angle)) + 0.5  # 0..~1 across the frame
-    drop = strength * rng.uniform(0.4, 1.0)
-    vignette = 1 - strength * rng.uniform(0, 0.6) * (u**2 + v**2) * 2
-    return np.clip((1 - drop * gradient) * vignette, 0.05, 1.0).astype(np.float32)
+def _draw_text(page: np.ndarray, geometry: PrintGeometry, options: RenderOptions, header: str | None,
+               rng: np.random.Generator) -> None:
+    """Lead labels (unless switched off), the footer, and the report header and measurement block when asked for."""
+    ppm = options.px_per_mm
+    if options.lead_labels:
+        render_text.draw_lead_labels(page, geometry, ppm)
+    render_text.draw_footer(page, geometry, ppm)
+    if header is not None:
+        render_text.draw_header(page, ppm, header)
+    if options.machine_header:
+        render_text.draw_machine_header(page, ppm, rng)
 
+
+def random_options(seed: int, photo: bool = False, layout: str | None = None,
+                   px_per_mm: float = DEFAULT_PX_PER_MM) -> RenderOptions:
+    """A realistic random page style for test sets: layout, columns, grid style and paper, calibration, header.
+
+    `photo` adds the distortions of `RenderOptions.photo`; `layout` fixes the layout instead of drawing it.
+    """
+    rng = np.random.default_rng([seed, 0x57])
+    # every draw is made whatever is fixed or kept, so fixing the layout leaves the rest of the style as drawn
+    drawn_layout = str(rng.choice(list(LAYOUT_WEIGHTS), p=list(LAYOUT_WEIGHTS.values())))
+    other_strip, swap_strip = str(rng.choice(("II", "V1", "V5", "III"))), rng.random() < 0.25
+    chosen = layout or drawn_layout
+    rhythm = layouts.layout(chosen).rhythm
+    if len(rhythm) == 1 and swap_strip:
+        rhythm = (other_strip,)
+    full_page = rng.random() < 0.3
+    grid, paper = str(rng.choice(list(GRID_STYLES))), str(rng.choice(list(PAPER_WEIGHTS), p=list(PAPER_WEIGHTS.values())))
+    styled = (RenderOptions.photo(px_per_mm) if photo else RenderOptions(px_per_mm=px_per_mm)).with_style(grid, paper)
+    return replace(
+        styled, layout=chosen, simultaneous=rng.random() < 0.3, rhythm_leads=rhythm, trace_mm=rng.uniform(0.2, 0.45),
+        full_page_grid=full_page, outline_box=not full_page and rng.random() < 0.7,
+        calibration=str(rng.choice(("left", "right", "none"), p=(0.7, 0.15, 0.15))),
+        lead_labels=rng.random() < 0.9, separators=rng.random() < 0.7, separator_ticks=rng.random() < 0.4,
+        dotted_minor=rng.random() < 0.15, machine_header=rng.random() < 0.5,
+    )

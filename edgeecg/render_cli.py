@@ -1,23 +1,27 @@
-"""`edgeecg render`: PTB-XL records -> printout images + manifest.csv (labels and grid quads).
+"""`edgeecg render`: PTB-XL records -> printout images + manifest.csv (labels, grid quads, layout).
 
-Each record's distortions are seeded from (--seed, ecg_id), so an image does
-not change when --limit or the record order changes. The manifest is written
-last and atomically: it only ever lists images that exist.
+Each record's distortions (and, with --random-style, its page style) are
+seeded from (--seed, ecg_id), so an image does not change when --limit or the
+record order changes. The manifest is written last and atomically: it only
+ever lists images that exist.
 """
 
 from __future__ import annotations
 
 import csv
 import importlib
+from dataclasses import replace
 from pathlib import Path
 
 import click
 import cv2
-import numpy as np
 
 from .atomic import atomic_path, write_bytes
 from .errors import EdgeECGError
-from .render import DEFAULT_PX_PER_MM, RenderOptions, render_printout
+from .layouts import LAYOUTS
+from .render import (
+    DEFAULT_PX_PER_MM, GRID_STYLES, PAPER_TONES, RenderOptions, random_options, record_seed, render_printout,
+)
 
 CORNERS = ("tl", "tr", "br", "bl")
 
@@ -32,14 +36,10 @@ def _ptbxl_module():
         ) from None
 
 
-def record_seed(seed: int, ecg_id: int) -> int:
-    """One independent seed per (run seed, record)."""
-    return int(np.random.SeedSequence([seed, ecg_id]).generate_state(1)[0])
-
-
 def manifest_columns(superclasses: tuple[str, ...]) -> list[str]:
+    """The manifest's header; the page-layout columns come last so older readers see the columns they know."""
     quad = [f"quad_{corner}_{axis}" for corner in CORNERS for axis in ("x", "y")]
-    return ["file", "ecg_id", "strat_fold", "labels", *quad, *superclasses]
+    return ["file", "ecg_id", "strat_fold", "labels", *quad, *superclasses, "layout", "simultaneous", "rhythm_leads"]
 
 
 @click.command()
@@ -52,8 +52,17 @@ def manifest_columns(superclasses: tuple[str, ...]) -> list[str]:
               help="resolution; the default gives 1106x786 pages like the shared scans")
 @click.option("--format", "image_format", type=click.Choice(["png", "jpg"]), default="png", show_default=True)
 @click.option("--high-rate", is_flag=True, help="read the 500 Hz records (filename_hr) instead of 100 Hz")
+@click.option("--layout", type=click.Choice(list(LAYOUTS)), help="page layout  [default: 3x4+1, or random with --random-style]")
+@click.option("--simultaneous", is_flag=True, help="every column shows the same first window of the record")
+@click.option("--style", "grid_style", type=click.Choice(list(GRID_STYLES)), default="pink", show_default=True,
+              help="grid colours")
+@click.option("--paper", type=click.Choice(list(PAPER_TONES)), default="white", show_default=True, help="paper tone")
+@click.option("--random-style", is_flag=True,
+              help="draw each record's layout, grid, paper, calibration and header from its seed "
+                   "(overrides the style options)")
 def render(records_dir: Path, out_dir: Path, limit: int | None, distort: bool, seed: int, px_per_mm: float,
-           image_format: str, high_rate: bool) -> None:
+           image_format: str, high_rate: bool, layout: str | None, simultaneous: bool, grid_style: str, paper: str,
+           random_style: bool) -> None:
     """Render the PTB-XL records in RECORDS_DIR (a folder with ptbxl_database.csv) as 12-lead printouts.
 
     Records without a diagnostic superclass are skipped, as in the PTB-XL benchmark.
@@ -71,7 +80,8 @@ def render(records_dir: Path, out_dir: Path, limit: int | None, distort: bool, s
         raise EdgeECGError(f"{records_dir}: no records with a diagnostic superclass")
     if limit is not None:
         table = table.iloc[:limit]
-    options = RenderOptions.photo(px_per_mm) if distort else RenderOptions(px_per_mm=px_per_mm)
+    base = RenderOptions.photo(px_per_mm) if distort else RenderOptions(px_per_mm=px_per_mm)
+    base = replace(base, layout=layout or base.layout, simultaneous=simultaneous).with_style(grid_style, paper)
     encode_params = [cv2.IMWRITE_JPEG_QUALITY, 95] if image_format == "jpg" else []
 
     rows = []
@@ -79,8 +89,10 @@ def render(records_dir: Path, out_dir: Path, limit: int | None, distort: bool, s
     console = Console(stderr=True)
     for ecg_id, record in track(table.iterrows(), total=len(table), description="rendering", console=console):
         signal = ptbxl.read_signal(records_dir, record, high_rate=high_rate)
-        result = render_printout(signal.mv, signal.fs, options, header=ptbxl.printout_header(record, signal.fs),
-                                 seed=record_seed(seed, int(ecg_id)))
+        own_seed = record_seed(seed, int(ecg_id))
+        options = random_options(own_seed, photo=distort, layout=layout, px_per_mm=px_per_mm) if random_style else base
+        header = ptbxl.printout_header(record, signal.fs)
+        result = render_printout(signal.mv, signal.fs, options, header=header, seed=own_seed)
         name = f"{int(ecg_id):05d}.{image_format}"
         ok, encoded = cv2.imencode(f".{image_format}", result.image, encode_params)
         if not ok:
@@ -88,7 +100,9 @@ def render(records_dir: Path, out_dir: Path, limit: int | None, distort: bool, s
         write_bytes(out_dir / name, encoded.tobytes())
         quad = [f"{v:.2f}" for v in result.grid_quad.reshape(-1)]
         labels = [int(record[c]) for c in ptbxl.SUPERCLASSES]
-        rows.append([name, int(ecg_id), int(record["strat_fold"]), "|".join(record["superclasses"]), *quad, *labels])
+        rhythm = "|".join(panel.lead for panel in result.panels if panel.rhythm)
+        rows.append([name, int(ecg_id), int(record["strat_fold"]), "|".join(record["superclasses"]), *quad, *labels,
+                     result.layout_name, int(result.simultaneous), rhythm])
 
     with atomic_path(out_dir / "manifest.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)

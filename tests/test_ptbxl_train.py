@@ -8,7 +8,7 @@ import torch
 
 from edgeecg.errors import EdgeECGError
 from edgeecg.preprocess import crop_and_resize
-from edgeecg.render_cli import record_seed
+from edgeecg.render import record_seed
 from edgeecg.train import ptbxl
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeecg.train.config import preset_config

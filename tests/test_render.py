@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import math
 import subprocess
 import sys
 from dataclasses import replace
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -13,8 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from edgeecg.errors import EdgeECGError
+from edgeecg.layouts import LAYOUTS
 from edgeecg.render import (
-    DEFAULT_PX_PER_MM, GAIN_MM_PER_MV, LEADS, SPEED_MM_PER_S, RenderOptions, page_size, render_printout,
+    DEFAULT_PX_PER_MM, GAIN_MM_PER_MV, GRID_STYLES, LEADS, PAPER_TONES, SPEED_MM_PER_S, RenderOptions, page_position,
+    page_size, random_options, record_seed, render_printout,
 )
 
 STEPS = {"V1": (6.0, 7.0), "II": (1.0, 1.5)}  # lead -> 1 mV between these times (s), 0 elsewhere
@@ -204,3 +208,272 @@ def test_render_command_names_the_extra_when_wfdb_is_missing(monkeypatch):
     monkeypatch.delitem(sys.modules, "edgeecg.train.ptbxl", raising=False)
     with pytest.raises(EdgeECGError, match=r"\.\[train\]"):
         render_cli._ptbxl_module()
+
+
+# --- layouts, page styles and ground truth -------------------------------------------------------------------
+
+LAYOUT_CASES = [(name, simultaneous) for name in LAYOUTS for simultaneous in (False, True)]
+FS = 100.0
+
+
+def small_beats(fs: float = FS) -> np.ndarray:
+    """10 s of 12 leads: spikes and T-like waves at 75 bpm, under half the smallest row pitch so no rows touch."""
+    t = np.arange(int(10 * fs)) / fs
+    phase = (t * 1.25) % 1.0
+    beat = np.exp(-(((phase - 0.3) / 0.01) ** 2)) * 0.5 + 0.15 * np.exp(-(((phase - 0.6) / 0.06) ** 2))
+    return (beat[:, None] * np.linspace(-1.0, 1.0, len(LEADS))[None, :] + 0.2).astype(np.float32)
+
+
+@lru_cache(maxsize=None)
+def layout_render(name: str, simultaneous: bool, **changes):
+    return render_printout(small_beats(), FS, RenderOptions(layout=name, simultaneous=simultaneous, **changes), seed=5)
+
+
+def box_region(result, k: int, margin_px: float) -> np.ndarray:
+    """Pixels within `margin_px` of lead box k."""
+    region = np.zeros(result.trace_mask.shape, np.uint8)
+    cv2.fillConvexPoly(region, np.round(result.lead_boxes[k]).astype(np.int32), 1)
+    size = 2 * math.ceil(margin_px) + 1
+    return cv2.dilate(region, np.ones((size, size), np.uint8)).astype(bool)
+
+
+def trace_half_width(result) -> float:
+    return RenderOptions().trace_mm * result.px_per_mm / 2 + 1
+
+
+@pytest.mark.parametrize("name, simultaneous", LAYOUT_CASES)
+def test_every_panel_is_drawn_on_dark_ink(name, simultaneous):
+    result = layout_render(name, simultaneous)
+    expected = LAYOUTS[name].panels(simultaneous)
+    assert result.layout_name == name and result.simultaneous == simultaneous and list(result.panels) == expected
+    assert result.trace_mask.shape == result.image.shape[:2] and result.trace_mask.dtype == np.uint8
+    assert set(np.unique(result.trace_mask)) == set(range(len(expected) + 1))
+    shade = result.image.max(axis=2)[result.trace_mask > 0]
+    assert (shade < 110).mean() >= 0.9 and shade.max() < 230  # anti-aliased ink: a few edge pixels are grey
+
+
+@pytest.mark.parametrize("name, simultaneous", LAYOUT_CASES)
+def test_known_samples_land_on_their_panel_mask(name, simultaneous):
+    result = layout_render(name, simultaneous)
+    signal = small_beats()
+    for k, panel in enumerate(result.panels):
+        for t in np.linspace(panel.t0, panel.t1, 7)[1:-1]:
+            i = round(t * FS)
+            x, y = np.round(result.sample_pixel(panel.lead, i / FS, float(signal[i, LEADS.index(panel.lead)]), panel.rhythm))
+            assert (result.trace_mask[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] == k + 1).any(), (panel, t)
+
+
+@pytest.mark.parametrize("name, simultaneous", LAYOUT_CASES)
+def test_sample_ranges_are_the_panels_time_spans(name, simultaneous):
+    result = layout_render(name, simultaneous)
+    n = small_beats().shape[0]
+    assert result.sample_ranges.shape == (len(result.panels), 2)
+    for panel, (first, last) in zip(result.panels, result.sample_ranges):
+        assert (first - 1) / FS < panel.t0 <= first / FS + 1e-9
+        assert last / FS <= panel.t1 + 1e-9 and (last == n - 1 or (last + 1) / FS > panel.t1)
+
+
+@pytest.mark.parametrize("name, simultaneous", LAYOUT_CASES)
+def test_lead_boxes_hold_their_traces(name, simultaneous):
+    result = layout_render(name, simultaneous)
+    assert result.lead_boxes.shape == (len(result.panels), 4, 2) and result.lead_boxes.dtype == np.float32
+    for k in range(len(result.panels)):
+        assert box_region(result, k, trace_half_width(result))[result.trace_mask == k + 1].all()
+    tops = result.lead_boxes[:, :, 1]
+    assert (tops.min() >= result.grid_quad[:, 1].min() - 1) and (tops.max() <= result.grid_quad[:, 1].max() + 1)
+
+
+def test_geometric_distortions_move_mask_and_boxes_with_the_image():
+    options = RenderOptions(layout="6x2", rotation_deg=6, perspective=0.05)
+    clean = layout_render("6x2", False)
+    moved = render_printout(small_beats(), FS, options, seed=5)
+    assert not np.allclose(moved.homography, np.eye(3))
+    ink = moved.image.max(axis=2)[moved.trace_mask > 0]
+    assert (ink < 180).mean() >= 0.98  # resampling greys the thin trace; the mask stays on it
+    signal = small_beats()
+    for k, panel in enumerate(moved.panels):
+        assert box_region(moved, k, trace_half_width(moved) + 1)[moved.trace_mask == k + 1].all()
+        i = round((panel.t0 + panel.t1) / 2 * FS)
+        x, y = np.round(moved.sample_pixel(panel.lead, i / FS, float(signal[i, LEADS.index(panel.lead)]), panel.rhythm))
+        assert (moved.trace_mask[int(y) - 1 : int(y) + 2, int(x) - 1 : int(x) + 2] == k + 1).any()
+        corners = cv2.perspectiveTransform(clean.lead_boxes[k].reshape(-1, 1, 2).astype(np.float64), moved.homography)
+        np.testing.assert_allclose(corners.reshape(4, 2), moved.lead_boxes[k], atol=1e-3)
+
+
+def test_photo_distortions_keep_the_mask_on_the_trace():
+    result = render_printout(small_beats(), FS, RenderOptions.photo(), seed=2)
+    clean = render_printout(small_beats(), FS, replace(RenderOptions.photo(), crease=0, lighting=0, blur_sigma=0,
+                                                       noise_std=0, jpeg_quality=0, handwriting=0), seed=2)
+    np.testing.assert_array_equal(result.trace_mask, clean.trace_mask)  # only geometry moves the ground truth
+    ink = clean.image.max(axis=2)[clean.trace_mask > 0]
+    assert (ink < 180).mean() >= 0.98
+
+
+def outline_pixels(image: np.ndarray) -> int:
+    """Pixels in the outline's colour: far redder than the pink grid lines."""
+    return int((image[..., 2].astype(int) - image[..., 1].astype(int) > 50).sum())
+
+
+def test_outline_box_can_be_left_off():
+    boxed = layout_render("3x4+1", False)
+    perimeter = 2 * np.ptp(boxed.grid_quad, axis=0).sum()
+    assert outline_pixels(boxed.image) >= 0.9 * perimeter  # a line of outline colour all round (traces cross it)
+    assert outline_pixels(layout_render("3x4+1", False, outline_box=False).image) == 0
+
+
+def test_full_page_grid_covers_the_page_under_the_header_without_an_outline():
+    result = render_printout(small_beats(), FS, RenderOptions(full_page_grid=True), header="ID : 1\nDevice: X", seed=5)
+    height, width = result.image.shape[:2]
+    top = result.grid_quad[:, 1].min()
+    np.testing.assert_allclose(np.ptp(result.grid_quad[:, 0]), width, atol=1)
+    assert result.grid_quad[:, 1].max() >= height - 1
+    assert outline_pixels(result.image) == 0
+    grid = pink(result.image)
+    assert grid[round(top) + 1 :, :3].any() and grid[round(top) + 1 :, -3:].any() and grid[-3:].any()
+    assert not grid[: math.floor(top) - 1].any()
+    assert dark(result.image)[: math.floor(top)].any()  # the header text sits above the grid
+
+
+def grid_tint(result) -> np.ndarray:
+    """Mean darkening of the grid box by its grid lines, per channel (trace and text ink left out)."""
+    left, top = np.ceil(result.grid_quad.min(axis=0)).astype(int) + 2
+    right, bottom = np.floor(result.grid_quad.max(axis=0)).astype(int) - 2
+    inside = result.image[top:bottom, left:right].reshape(-1, 3).astype(float)
+    inside = inside[inside.max(axis=1) >= 110]
+    return 255.0 - inside.mean(axis=0)
+
+
+def test_grid_styles_colour_the_grid_in_their_own_hue():
+    tints = {}
+    for style in GRID_STYLES:
+        options = RenderOptions(outline_box=False).with_style(style)
+        tint = grid_tint(render_printout(small_beats(), FS, options))
+        expected = 255.0 - np.array(options.major_bgr, float)
+        assert tint @ expected / np.linalg.norm(tint) / np.linalg.norm(expected) > 0.98, style
+        tints[style] = tint
+    assert RenderOptions().with_style("pink") == RenderOptions()
+    names = list(tints)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            assert np.abs(tints[first] - tints[second]).max() > 2, (first, second)
+
+
+def test_paper_tones_and_dotted_minor_grid():
+    for tone, bgr in PAPER_TONES.items():
+        image = render_printout(small_beats(), FS, RenderOptions().with_style("red", tone)).image
+        assert tuple(image[3, 3]) == bgr  # the page's corner is bare paper
+    solid = layout_render("3x4+1", False, outline_box=False)
+    dotted = layout_render("3x4+1", False, outline_box=False, dotted_minor=True)
+    assert 0 < grid_tint(dotted).sum() < grid_tint(solid).sum()
+
+
+def pulse_ink(result, side: str) -> np.ndarray:
+    """Dark pixels of the page's trace rows beside the panels, left or right of them."""
+    mask = dark(result.image)
+    left, right = result.lead_boxes[:, :, 0].min(), result.lead_boxes[:, :, 0].max()
+    top, bottom = result.lead_boxes[:, :, 1].min(), result.lead_boxes[:, :, 1].max()
+    rows = mask[math.ceil(top) : math.floor(bottom)]
+    return rows[:, : math.floor(left) - 2] if side == "left" else rows[:, math.ceil(right) + 2 :]
+
+
+@pytest.mark.parametrize("calibration", ["left", "right", "none"])
+def test_calibration_pulse_sits_where_asked(calibration):
+    result = layout_render("3x4+1", False, calibration=calibration)
+    for side in ("left", "right"):
+        assert pulse_ink(result, side).any() == (side == calibration), side
+    if calibration == "none":
+        return
+    ppm, row_top = result.px_per_mm, math.ceil(result.lead_boxes[:, :, 1].min())
+    ys, xs = np.nonzero(pulse_ink(result, calibration))
+    first_row = ys < np.ptp(result.lead_boxes[0, :, 1])
+    baseline = result.sample_pixel("I", 0.0, float(result.baseline_mv[0]))[1] - row_top
+    top = ys[first_row].min()
+    assert baseline - top == pytest.approx(GAIN_MM_PER_MV * ppm, abs=1.5)  # 1 mV tall
+    top_run = xs[first_row][ys[first_row] <= top + 1]
+    assert np.ptp(top_run) == pytest.approx(0.2 * SPEED_MM_PER_S * ppm, abs=2.0)  # 0.2 s wide
+
+
+def test_rhythm_strips_can_show_other_leads():
+    result = layout_render("3x4+1", False, rhythm_leads=("III", "V1"))
+    strips = [panel for panel in result.panels if panel.rhythm]
+    assert [panel.lead for panel in strips] == ["III", "V1"]
+    assert result.sample_pixel("III", 5.0, 0.0, rhythm=True)[1] < result.sample_pixel("V1", 5.0, 0.0, rhythm=True)[1]
+    with pytest.raises(ValueError, match="rhythm strip"):
+        result.sample_pixel("II", 5.0, 0.0, rhythm=True)
+
+
+def test_page_position_follows_the_chosen_layout():
+    default = layout_render("3x4+1", False)
+    np.testing.assert_allclose(page_position("V1", 6.5, 0.3), default.sample_pixel("V1", 6.5, 0.3 + default.baseline_mv[6]))
+    result = layout_render("6x2", True)
+    expected = page_position("V6", 2.0, 0.1, rhythm=False, geometry=result.geometry)
+    np.testing.assert_allclose(result.sample_pixel("V6", 2.0, 0.1 + result.baseline_mv[LEADS.index("V6")]), expected)
+    with pytest.raises(ValueError, match="printed from"):
+        page_position("V6", 7.0, 0.0, geometry=result.geometry)  # simultaneous: every column shows 0-5 s
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"layout": "4x3"}, "unknown layout"), ({"calibration": "top"}, "calibration"),
+    ({"rhythm_leads": ("X",)}, "rhythm lead"),
+])
+def test_bad_page_options_are_user_errors(change, message):
+    with pytest.raises(EdgeECGError, match=message):
+        render_printout(small_beats(), FS, RenderOptions(**change))
+
+
+def changed_rows(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    return np.nonzero((first != second).any(axis=(1, 2)))[0]
+
+
+def test_labels_separators_and_machine_header_switch_on_and_off():
+    default = layout_render("3x4+1", False)
+    unlabelled = layout_render("3x4+1", False, lead_labels=False)
+    assert dark(unlabelled.image).sum() < dark(default.image).sum()
+    np.testing.assert_array_equal(unlabelled.trace_mask, default.trace_mask)
+    lines = layout_render("3x4+1", False, separators=True)
+    ticks = layout_render("3x4+1", False, separator_ticks=True)
+    bare = layout_render("3x4+1", False, separators=False)
+    boundary = round(float(lines.lead_boxes[1, 0, 0]))  # where column 1 starts
+    between_rows = slice(round(float(lines.lead_boxes[0, 2, 1])) - 5, round(float(lines.lead_boxes[0, 2, 1])) + 5)
+    assert dark(lines.image)[between_rows, boundary].any()
+    assert not dark(ticks.image)[between_rows, boundary].any() and not dark(bare.image)[between_rows, boundary].any()
+    assert dark(ticks.image).sum() > dark(bare.image).sum()
+    header = render_printout(small_beats(), FS, RenderOptions(machine_header=True), seed=5)
+    other = render_printout(small_beats(), FS, RenderOptions(machine_header=True), seed=6)
+    grid_top = default.grid_quad[:, 1].min()
+    assert changed_rows(header.image, default.image).max() < grid_top
+    assert changed_rows(header.image, other.image).size > 0
+
+
+def test_random_options_are_reproducible_varied_and_renderable():
+    drawn = [random_options(seed) for seed in range(40)]
+    assert drawn[3] == random_options(3) and random_options(3, layout="12x1").layout == "12x1"
+    assert len({options.layout for options in drawn}) >= 4 and len({options.major_bgr for options in drawn}) >= 4
+    assert all(not options.geometric for options in drawn) and random_options(3, photo=True).geometric
+    for seed in range(4):
+        result = render_printout(small_beats(), FS, random_options(seed, photo=True), header="ID : 1", seed=seed)
+        assert set(np.unique(result.trace_mask)) == set(range(len(result.panels) + 1))
+
+
+def test_record_seed_lives_in_the_renderer():
+    from edgeecg import render_cli
+
+    assert render_cli.record_seed is record_seed
+    assert record_seed(0, 1) != record_seed(0, 2) and record_seed(0, 1) == record_seed(0, 1)
+
+
+def test_render_command_draws_the_chosen_layout(ptbxl_dir, tmp_path):
+    from edgeecg.render_cli import render
+
+    out = tmp_path / "out"
+    args = [str(ptbxl_dir), "--out", str(out), "--limit", "2", "--layout", "6x2", "--simultaneous", "--style", "green"]
+    result = CliRunner().invoke(render, args)
+    assert result.exit_code == 0, result.output
+    with open(out / "manifest.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [(r["layout"], r["simultaneous"], r["rhythm_leads"]) for r in rows] == [("6x2", "1", "")] * 2
+    random_out = tmp_path / "random"
+    result = CliRunner().invoke(render, [str(ptbxl_dir), "--out", str(random_out), "--limit", "2", "--random-style"])
+    assert result.exit_code == 0, result.output
+    with open(random_out / "manifest.csv", newline="") as fh:
+        assert all(row["layout"] in LAYOUTS for row in csv.DictReader(fh))

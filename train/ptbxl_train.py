@@ -58,15 +58,13 @@ import pandas as pd
 import torch
 
 import edgeecg
-import edgeecg.render
 from edgeecg.backends import sigmoid
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
 from edgeecg.crop import NoGridFound
 from edgeecg.errors import EdgeECGError
 from edgeecg.metrics import fit_temperature, multilabel_metrics
 from edgeecg.preprocess import crop_and_resize
-from edgeecg.render import RenderOptions, RenderResult, render_printout
-from edgeecg.render_cli import record_seed
+from edgeecg.render import RenderOptions, RenderResult, record_seed, render_printout, renderer_sources
 
 from . import ptbxl
 from .checkpoint import FINAL_MODEL, save_checkpoint
@@ -161,7 +159,8 @@ def render_record(row: pd.Series, signal: ptbxl.Signal, photo: bool, seed: int) 
 def _render_key(photo: bool) -> str:
     """Identifies the render options and the renderer's own code, for the crop cache."""
     digest = hashlib.sha256(repr(RenderOptions.photo() if photo else RenderOptions()).encode())
-    digest.update(Path(edgeecg.render.__file__).read_bytes())
+    for source in renderer_sources():
+        digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -377,7 +376,7 @@ def run_ptbxl(cfg: TrainConfig) -> Path:
                      "max_per_class": cfg.max_per_class,
                      "render": {"train": f"{TRAIN_PHOTO_FRACTION:.0%} photo-like (RenderOptions.photo), rest clean",
                                 "validation": "clean", "test": "clean", "test_photo": "photo-like (RenderOptions.photo)",
-                                "seed": "edgeecg.render_cli.record_seed(seed, ecg_id)"},
+                                "seed": "edgeecg.render.record_seed(seed, ecg_id)"},
                      "splits": {name: part.summary() for name, part in rendered.items()},
                      "train_manifest_sha256": contract.train_manifest_sha256},
             "test": test, "test_photo": results.get("test_photo"), "validation": results["validation"],
