@@ -17,6 +17,7 @@ from .errors import EdgeECGError
 COMMANDS = {
     "infer": ("edgeecg.infer_cli:infer", "classify ECG printout images, folders, a camera or a watched folder"),
     "models": ("edgeecg.infer_cli:models", "list the models shipped with edgeecg"),
+    "digitize": ("edgeecg.digitize_cli:digitize", "read the 12 leads of printouts as signals (WFDB, CSV, JSON)"),
     "bench": ("edgeecg.bench_cli:bench", "accuracy versus latency of every model/backend on this machine"),
     "render": ("edgeecg.render_cli:render", "render PTB-XL records as 12-lead ECG printouts"),
     "train": ("edgeecg.train.cli:train", "SSL pretraining + fine-tuning with group-aware k-fold CV"),

@@ -1,0 +1,341 @@
+"""Digitize a 12-lead printout: page -> rows of trace -> layout and leads -> calibrated signals in mV.
+
+The page reader (`edgeecg.page`) gives the upright grid and its scale; the
+tracer (`edgeecg.trace`) gives one curve per row. This module reads what the
+rows mean:
+
+- calibration pulses (the 1 mV step at either end of a row) are found, cut
+  off the trace and used to confirm or correct the mV scale;
+- the layout follows from the number of rows; six rows are 6x2 or 3x4 plus
+  three rhythm strips, told apart by Einthoven/Goldberger's laws
+  (I + III = II, aVR + aVL + aVF = 0) on the panels where they differ;
+- a rhythm strip's lead, and whether the columns show successive or the same
+  time windows, are both read by correlating the strip with the panels;
+- each panel is resampled at the record time it shows, NaN elsewhere.
+
+Nothing here decides a diagnosis; the quality figures say how much of each
+lead the page really gave.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .crop import NoGridFound
+from .errors import EdgeECGError
+from .layouts import GAIN_MM_PER_MV, LAYOUTS, LEADS, RECORD_S, SPEED_MM_PER_S, Layout, Panel
+from .page import PageGeometry, ink_masks, read_page
+from .trace import TraceRow, assign_rows, find_baselines, sample_curve, trace_row
+
+DEFAULT_RATE = 500.0
+PULSE_MM = (3.0, 25.0)  # a calibration pulse is between 3 and 25 mm tall (5, 10 or 20 mm/mV) ...
+PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
+PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
+RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
+MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
+ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
+
+
+class NoTraceFound(EdgeECGError):
+    """A grid was found but no row of trace on it."""
+
+
+@dataclass(frozen=True)
+class LeadQuality:
+    """How much of one lead the page gave: `coverage` of its printed time span, and a confidence."""
+
+    coverage: float
+    confidence: float
+    seconds: float  # record time the lead is printed for
+
+
+@dataclass
+class Digitized:
+    """Signals read from one page, with everything needed to check and audit them."""
+
+    signal: np.ndarray  # float32 (n_samples, 12) in mV, LEADS order; NaN where nothing is plotted
+    rate: float
+    layout: str
+    simultaneous: bool
+    panels: list[Panel]
+    quality: dict[str, LeadQuality]
+    px_per_mm: tuple[float, float]
+    mm_per_s: float
+    mm_per_mv: float
+    mm_per_mv_source: str  # "pulse" when read from a calibration pulse, else "default"
+    geometry: PageGeometry = field(repr=False)
+    rows: list[TraceRow] = field(repr=False)
+    panel_boxes: list[tuple[float, float, float, float]] = field(repr=False)  # x0, x1, y_top, y_bottom (upright px)
+
+    @property
+    def leads_found(self) -> list[str]:
+        return [lead for lead in LEADS if self.quality[lead].coverage >= MIN_LEAD_COVERAGE]
+
+    @property
+    def partial(self) -> bool:
+        return len(self.leads_found) < len(LEADS)
+
+    def summary(self) -> dict:
+        """JSON-ready description: layout, scale and per-lead quality."""
+        return {
+            "layout": self.layout,
+            "columns": "simultaneous" if self.simultaneous else "successive",
+            "rhythm_leads": [p.lead for p in self.panels if p.rhythm],
+            "scale": {"px_per_mm": [round(v, 4) for v in self.px_per_mm], "mm_per_s": self.mm_per_s,
+                      "mm_per_mv": round(self.mm_per_mv, 3), "mm_per_mv_from": self.mm_per_mv_source},
+            "rate_hz": self.rate,
+            "partial": self.partial,
+            "leads_found": self.leads_found,
+            "quality": {lead: {"coverage": round(q.coverage, 3), "confidence": round(q.confidence, 3)}
+                        for lead, q in self.quality.items()},
+        }
+
+
+def digitize(
+    image_bgr: np.ndarray,
+    rate: float = DEFAULT_RATE,
+    layout: str | None = None,
+    mm_per_s: float = SPEED_MM_PER_S,
+    mm_per_mv: float | None = None,
+) -> Digitized:
+    """Read the 12 leads of a printout as signals in mV at `rate` Hz.
+
+    `layout` (a key of `LAYOUTS`) skips layout detection; `mm_per_mv` fixes the
+    gain instead of reading it from a calibration pulse (default 10 mm/mV when
+    no pulse is printed). Raises NoGridFound or NoTraceFound when the page
+    cannot be read.
+    """
+    if not rate > 0:
+        raise EdgeECGError(f"sampling rate must be positive, got {rate}")
+    if layout is not None and layout not in LAYOUTS:
+        raise EdgeECGError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    geometry = read_page(image_bgr, RECORD_S, mm_per_s)
+    ppm_x, ppm_y = geometry.px_per_mm
+    trace, _ = ink_masks(geometry.upright, (ppm_x + ppm_y) / 2)
+    baselines = find_baselines(trace, ppm_y)
+    if not baselines:
+        raise NoTraceFound("no trace on the grid")
+    labels = assign_rows(trace, baselines, (ppm_x + ppm_y) / 2)
+    rows = [r for r in (trace_row(labels, i, y, ppm_x) for i, y in enumerate(baselines)) if r is not None]
+    if not rows:
+        raise NoTraceFound("no trace on the grid")
+
+    rows, pulse_heights = _cut_pulses(rows, ppm_x, ppm_y)
+    gain, gain_source = _gain(pulse_heights, mm_per_mv)
+    start = float(np.median([r.x_start for r in rows]))
+    end = float(np.median([r.x_end for r in rows]))
+    duration = (end - start) / ppm_x / mm_per_s
+    if abs(duration / RECORD_S - 1) <= RECORD_SNAP:
+        duration = RECORD_S  # the rows' ends are read to a pen width or so; a standard record is 10 s
+    if duration < 1.0:
+        raise NoTraceFound("no trace on the grid (rows shorter than 1 s)")
+
+    def values(row: TraceRow, t0: float, t1: float, n: int) -> np.ndarray:
+        x0, x1 = start + t0 * mm_per_s * ppm_x, start + t1 * mm_per_s * ppm_x
+        return (row.baseline_y - sample_curve(row, x0, x1, n, ppm_x)) / ppm_y / gain
+
+    chosen = LAYOUTS[layout] if layout else _layout_from_rows(rows, duration, values)
+    chosen = Layout(chosen.name, chosen.grid, chosen.rhythm, duration)
+    chosen, simultaneous = _read_rhythm_and_columns(chosen, rows, values)
+    panels = [p for p in chosen.panels(simultaneous) if p.row < len(rows)]
+
+    n = int(round(duration * rate))
+    signal = np.full((n, len(LEADS)), np.nan, np.float32)
+    printed = np.zeros((n, len(LEADS)), bool)
+    boxes = []
+    pitch = float(np.median(np.diff(baselines))) if len(baselines) > 1 else trace.shape[0] / 2
+    for panel in sorted(panels, key=lambda p: not p.rhythm):  # strips first: panels fill what they miss
+        display = (panel.column * chosen.column_s, panel.column * chosen.column_s + (panel.t1 - panel.t0))
+        first, last = int(round(panel.t0 * rate)), min(n, int(round(panel.t1 * rate)))
+        row = rows[panel.row]
+        samples = values(row, display[0], display[1], last - first)
+        column = LEADS.index(panel.lead)
+        target = signal[first:last, column]
+        signal[first:last, column] = np.where(np.isnan(target), samples, target)
+        printed[first:last, column] = True
+        x0, x1 = (start + t * mm_per_s * ppm_x for t in display)
+        boxes.append((x0, x1, row.baseline_y - pitch / 2, row.baseline_y + pitch / 2))
+    quality = _quality(signal, printed, rate)
+    return Digitized(signal, rate, chosen.name, simultaneous, panels, quality, geometry.px_per_mm, mm_per_s,
+                     gain, gain_source, geometry, rows, boxes)
+
+
+def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[TraceRow], list[float]]:
+    """Each row without its calibration pulse(s), and the pulses' heights in mm."""
+    heights, cut = [], []
+    for row in rows:
+        x, y, x_start, x_end = row.x, row.y, row.x_start, row.x_end
+        for side in (1, -1):
+            found = _pulse(x, y, row.baseline_y, side, ppm_x, ppm_y)
+            if found is None:
+                continue
+            height, edge = found
+            heights.append(height)
+            keep = x > edge if side == 1 else x < edge
+            x, y = x[keep], y[keep]
+            if len(x) == 0:
+                break
+            x_start, x_end = float(x[0]), float(x[-1])
+        if len(x) >= 2:
+            cut.append(TraceRow(row.baseline_y, x, y, x_start, x_end))
+    return cut, heights
+
+
+def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: float, ppm_y: float) -> tuple[float, float] | None:
+    """(height mm, x where the trace beside it may start) of a pulse at the row's start (side 1) or end (-1).
+
+    Works on the curve's upper envelope per pixel column, so the pulse's
+    vertical edges (one column holding both its foot and its top) count as high.
+    """
+    if len(x) < 4:
+        return None
+    columns = np.rint(x if side == 1 else -x).astype(np.int64)
+    origin = columns.min()
+    reach = int((PULSE_SEARCH_MM + PULSE_WIDTH_MM[1] + 4) * ppm_x)
+    near = columns <= origin + reach
+    envelope = np.full(reach + 1, -np.inf)
+    np.maximum.at(envelope, columns[near] - origin, (baseline - y[near]) / ppm_y)
+    high = envelope > PULSE_MM[0]
+    edges = np.diff(np.r_[0, high.astype(np.int8), 0])
+    for first, stop in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
+        if first > PULSE_SEARCH_MM * ppm_x:
+            break
+        width = (stop - first) / ppm_x
+        plateau = envelope[first:stop]
+        top = float(np.max(plateau))
+        flat = np.mean(np.abs(plateau - top) <= 0.08 * top)  # a pulse is flat-topped (its edge columns aside); a QRS is not
+        if PULSE_WIDTH_MM[0] <= width <= PULSE_WIDTH_MM[1] and PULSE_MM[0] <= top <= PULSE_MM[1] and flat >= 0.6:
+            return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
+    return None
+
+
+def _trace_gap(envelope: np.ndarray, after: int, ppm_x: float) -> float:
+    """Columns from a pulse's far edge to where the trace proper begins: the next gap in the ink,
+    or 2.5 mm when pulse and trace are one stroke (the short flat piece carts draw after the pulse)."""
+    inked = np.isfinite(envelope[after: after + int(4 * ppm_x)])
+    gap = np.nonzero(~inked)[0]
+    if len(gap) and gap[0] < len(inked) - 1:
+        resume = np.nonzero(inked[gap[0]:])[0]
+        if len(resume):
+            return float(gap[0] + resume[0])
+    return 2.5 * ppm_x
+
+
+def _gain(pulse_heights: list[float], fixed: float | None) -> tuple[float, str]:
+    """mm per mV: as given, else from the pulses (rounded to the standard 5/10/20 when within 15 %), else 10."""
+    if fixed is not None:
+        if not fixed > 0:
+            raise EdgeECGError(f"mm per mV must be positive, got {fixed}")
+        return float(fixed), "given"
+    if not pulse_heights:
+        return GAIN_MM_PER_MV, "default"
+    measured = float(np.median(pulse_heights))
+    for standard in (5.0, 10.0, 20.0):
+        if abs(measured / standard - 1) <= 0.15:
+            return standard, "pulse"
+    return measured, "pulse"
+
+
+def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:
+    """The standard layout with this many rows; six rows are 6x2 or 3x4+3, told apart by the limb-lead laws."""
+    count = len(rows)
+    if count in ROWS_TO_LAYOUT:
+        return LAYOUTS[ROWS_TO_LAYOUT[count]]
+    if count == 6:
+        n = 250
+        window = (duration / 4, duration / 2)  # 2.5-5 s: I, II, III on 6x2; aVR, aVL, aVF on 3x4
+        a, b, c = (values(rows[i], *window, n) for i in range(3))
+        scale = np.nanmean(np.abs(a)) + np.nanmean(np.abs(b)) + np.nanmean(np.abs(c)) + 1e-6
+        einthoven = np.nanmean(np.abs(a - b + c)) / scale
+        goldberger = np.nanmean(np.abs(a + b + c)) / scale
+        return LAYOUTS["6x2" if einthoven < goldberger else "3x4+3"]
+    if count < 3:
+        return LAYOUTS["3x4"]  # a partial capture: read what rows there are as the top of a 3x4 page
+    return LAYOUTS["12x1"] if count > 6 else LAYOUTS["3x4+3"]
+
+
+def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tuple[Layout, bool]:
+    """The rhythm strips' leads and whether columns are simultaneous, by correlating strips with panels.
+
+    Without a strip, simultaneous columns are recognised by their beats lining up across columns.
+    """
+    strip_rows = [len(layout.grid) + k for k in range(len(layout.rhythm)) if len(layout.grid) + k < len(rows)]
+    if layout.columns == 1:
+        return layout, False
+    n = 250
+    best = None
+    for simultaneous in (False, True):
+        grid_panels = [p for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)]
+        panel_values = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, n)
+                        for p in grid_panels}
+        leads, total = [], 0.0
+        for r in strip_rows:
+            scores = {}
+            for p, panel in panel_values.items():
+                strip = values(rows[r], p.t0, p.t1, n)
+                scores[p.lead] = max(scores.get(p.lead, -1.0), _likeness(strip, panel))
+            lead = max(scores, key=scores.get)
+            leads.append(lead)
+            total += scores[lead]
+        if not strip_rows:
+            total = _column_agreement(panel_values) if simultaneous else 0.5
+        if best is None or total > best[0]:
+            best = (total, simultaneous, tuple(leads) or layout.rhythm)
+    _, simultaneous, leads = best
+    return layout.with_rhythm(leads), simultaneous
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two waveforms: the panel ends (labels, separators) left out."""
+    trim = len(a) // 8
+    a, b = a[trim: len(a) - trim], b[trim: len(b) - trim]
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 10 or np.std(a[ok]) == 0 or np.std(b[ok]) == 0:
+        return -1.0
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def _likeness(a: np.ndarray, b: np.ndarray) -> float:
+    """How alike two waveforms are in shape AND size (1 identical, <= 0 unrelated): leads share beats, not amplitudes.
+
+    Baseline wander and the panel ends (labels, separators) are left out.
+    """
+    a, b = _shape(a), _shape(b)
+    ok = ~(np.isnan(a) | np.isnan(b))
+    if ok.sum() < 10:
+        return -1.0
+    a, b = a[ok], b[ok]
+    return float(1.0 - np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-9))
+
+
+def _shape(values: np.ndarray) -> np.ndarray:
+    trim = len(values) // 8
+    core = values[trim: len(values) - trim]
+    width = max(3, len(values) // 8)
+    filled = np.where(np.isnan(core), np.nanmedian(core) if np.isfinite(core).any() else 0.0, core)
+    wander = np.convolve(np.pad(filled, width, mode="edge"), np.ones(width) / width, mode="same")[width:-width]
+    return core - wander
+
+
+def _column_agreement(panel_values: dict) -> float:
+    """How well beats line up across columns: mean correlation of the activity (|slope|) of column 0 with the others."""
+    def activity(v: np.ndarray) -> np.ndarray:
+        return np.abs(np.diff(np.nan_to_num(v)))
+
+    firsts = {p.row: activity(v) for p, v in panel_values.items() if p.column == 0}
+    scores = [_correlation(firsts[p.row], activity(v)) for p, v in panel_values.items() if p.column > 0 and p.row in firsts]
+    return float(np.mean(scores)) if scores else 0.0
+
+
+def _quality(signal: np.ndarray, printed: np.ndarray, rate: float) -> dict[str, LeadQuality]:
+    quality = {}
+    for i, lead in enumerate(LEADS):
+        span = printed[:, i].sum()
+        read = (~np.isnan(signal[:, i]) & printed[:, i]).sum()
+        coverage = float(read / span) if span else 0.0
+        flat = span > 0 and np.nanstd(signal[printed[:, i], i]) < 0.005 if read else True
+        quality[lead] = LeadQuality(coverage, 0.0 if flat else coverage, float(span / rate))
+    return quality
+

@@ -1,0 +1,244 @@
+"""Read a printout's geometry: where the ECG grid is, upright, and how many pixels make a millimetre.
+
+Any common printout is ruled with a grid of 1 mm minor and 5 mm major lines,
+in any ink (pink, red, orange, green, grey, black, dotted or solid), with or
+without an outline box. That grid is the page's ruler:
+
+1. ink maps: each pixel's darkness relative to the local paper level, per
+   channel. Trace and text ink is dark in every channel; grid ink is lighter
+   or coloured (dark in some channels only), and a grey grid is told from the
+   trace by its thin, straight, page-long lines;
+2. the grid region: the outline box when the template prints one (the
+   cropper of `edgeecg.crop`, which also corrects a phone photo's
+   perspective), otherwise the largest quadrilateral covering the ruled area;
+3. the scale: the period of the grid lines along each axis of the upright
+   region, from the spectrum of its grid-ink profile. The 5 mm major period
+   is the robust one (a JPEG may smear the minor dots); whether a period is
+   1 mm or 5 mm is decided by the 10 s width of a standard trace row.
+
+No torch: numpy and OpenCV only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .crop import NoGridFound, _coarse_quad, find_trace_quad, order_clockwise
+
+PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
+TRACE_DARKNESS = 0.3  # a pixel this much darker than the paper, in grey, is trace/text ink ...
+FAINT_TRACE_DARKNESS = 0.12  # ... and so is a fainter one joined to such ink (thin R-peak tips, blur)
+GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in some channel
+EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
+MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
+MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
+MIN_PERIODICITY = 6.0
+MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
+
+
+@dataclass(frozen=True)
+class PageGeometry:
+    """The grid region of a page, straightened, and its scale."""
+
+    quad: np.ndarray  # float32 4x2: the region's corners in input pixels, clockwise from top-left
+    upright: np.ndarray  # BGR uint8: the region warped upright (rows of trace run along x)
+    px_per_mm: tuple[float, float]  # (along x, along y) of `upright`
+    grid_period_px: tuple[float, float]  # measured period of the grid lines (x, y) in `upright` pixels
+    grid_period_mm: float  # 1.0 when the minor lines set the period, 5.0 when only major lines show
+    outline_box: bool  # True when the region came from a printed outline box
+
+    def to_input(self, points: np.ndarray) -> np.ndarray:
+        """Map (N, 2) points of `upright` back to input-image pixels (for overlays)."""
+        h, w = self.upright.shape[:2]
+        corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+        matrix = cv2.getPerspectiveTransform(corners, self.quad.astype(np.float32))
+        pts = np.asarray(points, np.float64).reshape(-1, 1, 2)
+        return cv2.perspectiveTransform(pts, matrix).reshape(-1, 2)
+
+
+def darkness(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
+    """float32 (H, W, 3): 1 - pixel / local paper level, per channel (0 = paper, 1 = black)."""
+    image = image_bgr.astype(np.float32)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
+    paper = cv2.blur(cv2.dilate(image, kernel), (kernel_px * 2 + 1, kernel_px * 2 + 1))
+    return 1.0 - image / np.maximum(paper, 1.0)
+
+
+def grey_darkness(dark: np.ndarray) -> np.ndarray:
+    """How dark a pixel is as grey ink: its lightest channel's darkness less its colourfulness.
+
+    Black or grey trace ink is dark in every channel alike; coloured grid ink,
+    however dark, is much darker in some channels than in others.
+    """
+    lightest, darkest = dark.min(axis=2), dark.max(axis=2)
+    return lightest - (darkest - lightest)
+
+
+def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
+    """(trace ink, grid ink) as uint8 masks of an upright grid region.
+
+    Trace ink is dark in every channel. Straight lines longer than any trace
+    feature (grid lines of a black grid, separator bars, the outline box) are
+    removed from it and counted as grid.
+    """
+    dark = darkness(upright_bgr, _odd(PAPER_KERNEL_MM * px_per_mm))
+    grey_ink = grey_darkness(dark)
+    trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
+    grid = ((dark.max(axis=2) > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
+    long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
+    long_v = _odd(25 * px_per_mm)  # no stroke of a trace is 25 mm tall and perfectly upright
+    straight = cv2.bitwise_or(
+        cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8)),
+        cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((long_v, 1), np.uint8)),
+    )
+    straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
+    trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
+    edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
+    trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
+    return trace, cv2.bitwise_or(grid, straight & (grey_ink > TRACE_DARKNESS).astype(np.uint8))
+
+
+def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
+    """uint8 mask of pixels above `low` that are connected to a pixel above `high`."""
+    weak = (value > low).astype(np.uint8)
+    count, labels = cv2.connectedComponents(weak, connectivity=8)
+    strong = np.zeros(count, bool)
+    strong[np.unique(labels[value > high])] = True
+    strong[0] = False
+    return strong[labels].astype(np.uint8)
+
+
+def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: float = 25.0) -> PageGeometry:
+    """Find the grid, straighten it and measure its scale; NoGridFound when there is none.
+
+    `row_span_s` and `speed_mm_per_s` only settle whether the measured grid
+    period is the 1 mm or the 5 mm one (a row of trace spans about
+    row_span_s * speed mm); the scale itself always comes from the grid.
+    """
+    if image_bgr.ndim == 2:
+        image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
+    quad, outline = _grid_quad(image_bgr)
+    upright = _warp(image_bgr, quad)
+    dark = darkness(upright, 9)
+    trace = grey_darkness(dark) > TRACE_DARKNESS
+    grid = np.where(trace, 0.0, dark.max(axis=2))
+    period_x = _grid_period(grid.mean(axis=0))
+    period_y = _grid_period(grid.mean(axis=1))
+    if period_x is None or period_y is None:
+        raise NoGridFound()
+    period_mm = _period_in_mm(trace, grid, period_x, row_span_s * speed_mm_per_s)
+    ppm = (period_x / period_mm, period_y / period_mm)
+    if not all(MIN_PX_PER_MM <= v <= MAX_PX_PER_MM for v in ppm) or max(ppm) > 1.25 * min(ppm):
+        raise NoGridFound("no ECG grid found (grid spacing not readable)")
+    return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline)
+
+
+def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(corners, from an outline box?): the printed box when it frames most of the ruled area, else that area."""
+    ruled = _ruled_quad(image)
+    try:
+        outline = find_trace_quad(image)
+    except NoGridFound:
+        return ruled, False
+    if cv2.contourArea(outline) >= MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
+        return outline, True
+    return ruled, False
+
+
+def _odd(value: float) -> int:
+    return max(3, int(round(value)) | 1)
+
+
+def _warp(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
+    tl, tr, br, bl = quad
+    width = max(2, round((np.linalg.norm(tr - tl) + np.linalg.norm(br - bl)) / 2))
+    height = max(2, round((np.linalg.norm(bl - tl) + np.linalg.norm(br - tr)) / 2))
+    dst = np.array([[0, 0], [width - 1, 0], [width - 1, height - 1], [0, height - 1]], np.float32)
+    return cv2.warpPerspective(image, cv2.getPerspectiveTransform(quad.astype(np.float32), dst), (width, height),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+
+
+def _ruled_quad(image: np.ndarray) -> np.ndarray:
+    """Largest quadrilateral covering the ruled (grid-ink) area, for pages without an outline box."""
+    h, w = image.shape[:2]
+    factor = max(1, -(-max(h, w) // 640))
+    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
+    dark = darkness(small, 7)
+    grid = ((dark.max(axis=2) > GRID_DARKNESS) & (grey_darkness(dark) < TRACE_DARKNESS)).astype(np.uint8)
+    # the ruled area is where grid ink is dense on every scale of a few squares
+    density = cv2.blur(grid.astype(np.float32), (15, 15))
+    ruled = (density > 0.12).astype(np.uint8)
+    ruled = cv2.morphologyEx(ruled, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(ruled, connectivity=8)
+    if count < 2:
+        raise NoGridFound()
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * ruled.size:
+        raise NoGridFound()
+    ys, xs = np.nonzero(labels == largest)
+    quad = _coarse_quad(np.column_stack([xs, ys]).astype(np.int32))
+    if quad is None:
+        raise NoGridFound()
+    quad = np.clip((quad + 0.5) * factor - 0.5, 0, [w - 1, h - 1])
+    return order_clockwise(quad)
+
+
+def _grid_period(profile: np.ndarray) -> float | None:
+    """Period in pixels of the strongest line repetition in a grid-ink profile, refined on its harmonics."""
+    n = len(profile)
+    if n < 32:
+        return None
+    profile = (profile - profile.mean()) * np.hanning(n)
+    pad = 16 * n
+    power = np.abs(np.fft.rfft(profile, pad)) ** 2
+    freqs = np.fft.rfftfreq(pad)
+    band = (freqs >= 1.0 / (5 * MAX_PX_PER_MM)) & (freqs <= 1.0 / 2.2)
+    if not band.any() or power[band].max() <= 0:
+        return None
+    peak = int(np.argmax(np.where(band, power, 0.0)))
+    if power[peak] < MIN_PERIODICITY * np.median(power[band]):
+        return None
+    fundamental = _refine_peak(power, peak) / pad
+    # A harmonic pins the period down more precisely; use the highest strong one below Nyquist/2.
+    best = fundamental
+    for k in range(2, 12):
+        f = k * fundamental
+        if f > 0.4:
+            break
+        index = int(round(f * pad))
+        window = slice(max(index - 8 * k, 1), index + 8 * k + 1)
+        local = int(np.argmax(power[window])) + window.start
+        if power[local] > 0.1 * power[peak]:
+            best = _refine_peak(power, local) / pad / k
+    return float(1.0 / best)
+
+
+def _refine_peak(power: np.ndarray, index: int) -> float:
+    """Sub-bin position of a spectral peak (parabola through the log power of it and its neighbours)."""
+    if index <= 0 or index >= len(power) - 1:
+        return float(index)
+    a, b, c = np.log(power[index - 1: index + 2] + 1e-30)
+    denominator = a - 2 * b + c
+    return float(index + (0.5 * (a - c) / denominator if denominator < 0 else 0.0))
+
+
+def _period_in_mm(trace: np.ndarray, grid: np.ndarray, period_px: float, row_mm: float) -> float:
+    """1 or 5: which grid spacing the measured period is.
+
+    The widest run of trace ink across the region is a full row (about
+    `row_mm` long): take the reading that puts it closer to that length.
+    A page without trace falls back on the grid itself: with the 1 mm period,
+    every fifth line is darker.
+    """
+    columns = np.nonzero(trace.any(axis=0))[0]
+    if len(columns) < 2:
+        profile = grid.mean(axis=0)
+        phase = (np.arange(len(profile)) / period_px).astype(int) % 5
+        sums = np.bincount(phase, weights=profile, minlength=5)
+        return 1.0 if sums.max() > 1.3 * np.median(sums) else 5.0
+    span_px = float(columns[-1] - columns[0])
+    errors = {mm: abs(np.log(span_px / (period_px / mm) / row_mm)) for mm in (1.0, 5.0)}
+    return min(errors, key=errors.get)

@@ -1,0 +1,195 @@
+"""Follow the ECG trace: find the rows of trace on the upright grid and turn each into a curve y(x).
+
+Rows are where trace ink piles up horizontally (a trace spends most of its
+time near its baseline). Each connected stroke of ink is given to the row
+whose baseline it runs along; a stroke that runs along two baselines (a tall
+QRS touching the next row's trace) is split between them at mid-way, and a
+stroke that runs along none goes to the row it lies closest to when it is
+tall (a QRS broken by JPEG) and is dropped when it is short (a lead label, a
+separator tick, a speck). Within a row, each pixel column's run of ink becomes
+one point: its centre, or its far end where it reaches past both neighbouring
+columns, so R peaks and S troughs keep their full height. Column runs that are not the trace (text
+above it) are skipped by following the stroke from the left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
+MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of its span
+BASELINE_BAND_MM = 2.0  # a stroke "runs along" a baseline when it has ink this close to it ...
+ALONG_MM = 3.0  # ... over at least this many millimetres of x
+TEXT_HEIGHT_MM = 4.5  # a stroke off every baseline and shorter than this is a label, tick or speck
+MAX_GAP_MM = 1.5  # a break in the trace shorter than this is bridged; a longer one is left as NaN
+
+
+@dataclass(frozen=True)
+class TraceRow:
+    """One row of trace: its baseline and its curve in upright-region pixels."""
+
+    baseline_y: float
+    x: np.ndarray  # float64, increasing: where the curve has a point
+    y: np.ndarray  # float64: the curve's y there (image rows grow downwards)
+    x_start: float  # first and last column with trace ink
+    x_end: float
+
+
+def find_baselines(trace: np.ndarray, px_per_mm_y: float) -> list[float]:
+    """The y of each trace row's baseline, top to bottom (peaks of the ink's row profile)."""
+    profile = trace.sum(axis=1).astype(np.float64)
+    sigma = max(1.0, 0.6 * px_per_mm_y)
+    smooth = cv2.GaussianBlur(profile.reshape(-1, 1), (1, 0), sigmaX=0.1, sigmaY=sigma).ravel()
+    min_gap = MIN_ROW_GAP_MM * px_per_mm_y
+    peaks = [y for y in range(1, len(smooth) - 1) if smooth[y] >= smooth[y - 1] and smooth[y] > smooth[y + 1]]
+    peaks.sort(key=lambda y: -smooth[y])
+    chosen: list[int] = []
+    for y in peaks:
+        if smooth[y] < 0.15 * smooth[peaks[0]]:
+            break
+        if all(abs(y - c) >= min_gap for c in chosen):
+            chosen.append(y)
+    return sorted(_refine_baseline(trace, y, px_per_mm_y) for y in chosen if _covers_row(trace, y, px_per_mm_y))
+
+
+def _covers_row(trace: np.ndarray, y: int, ppm: float) -> bool:
+    """A row of trace (not a line of text): ink near y over most of its horizontal extent."""
+    band = trace[max(0, int(y - BASELINE_BAND_MM * ppm)): int(y + BASELINE_BAND_MM * ppm) + 1]
+    columns = np.nonzero(band.any(axis=0))[0]
+    if len(columns) < 2:
+        return False
+    width = trace.shape[1]
+    return len(columns) >= MIN_ROW_COVER * width and (columns[-1] - columns[0]) >= 0.4 * width
+
+
+def _refine_baseline(trace: np.ndarray, y: int, ppm: float) -> float:
+    """The most common y of the ink within a few mm of a row's profile peak (the isoelectric line)."""
+    reach = int(3 * ppm)
+    band = trace[max(0, y - reach): y + reach + 1]
+    weights = band.sum(axis=1).astype(np.float64)
+    if weights.sum() == 0:
+        return float(y)
+    top = max(0, y - reach)
+    core = np.argmax(weights)
+    lo, hi = max(0, core - 2), min(len(weights), core + 3)
+    return float(top + np.average(np.arange(lo, hi), weights=weights[lo:hi] + 1e-9))
+
+
+def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> np.ndarray:
+    """int32 label image: 0 no trace, r + 1 for ink belonging to row r."""
+    # strokes are found with 1-pixel breaks bridged: JPEG and thin pens break a trace into dashes
+    bridged = cv2.morphologyEx(trace, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    base = np.asarray(baselines)
+    ys, xs = np.nonzero(trace)
+    comp = labels[ys, xs]
+    # (component, row): how many distinct columns have ink within the row's baseline band
+    near = np.abs(ys[:, None] - base[None, :]) <= BASELINE_BAND_MM * px_per_mm
+    touches = np.zeros((count, len(base)), np.int64)
+    for r in range(len(base)):
+        hit = near[:, r]
+        keys = np.unique(comp[hit].astype(np.int64) * trace.shape[1] + xs[hit])
+        touches[:, r] = np.bincount(keys // trace.shape[1], minlength=count)
+    runs_along = touches >= ALONG_MM * px_per_mm
+    n_rows = runs_along.sum(axis=1)
+    out = np.zeros(trace.shape, np.int32)
+    # one row along: the whole stroke; several: split at mid-way between their baselines
+    single = n_rows[comp] == 1
+    out[ys[single], xs[single]] = np.argmax(runs_along[comp[single]], axis=1) + 1
+    multi = n_rows[comp] > 1
+    if multi.any():
+        distance = np.abs(ys[multi, None] - base[None, :]) + np.where(runs_along[comp[multi]], 0.0, np.inf)
+        out[ys[multi], xs[multi]] = np.argmin(distance, axis=1) + 1
+    # a short piece of trace near a baseline belongs to that row
+    brushing = (n_rows[comp] == 0) & (touches[comp].max(axis=1) > 0)
+    out[ys[brushing], xs[brushing]] = np.argmax(touches[comp[brushing]], axis=1) + 1
+    # off every baseline: a tall stroke (a QRS broken off) goes to the nearest row; labels and ticks are dropped
+    tall = stats[:, cv2.CC_STAT_HEIGHT] >= TEXT_HEIGHT_MM * px_per_mm
+    orphan = (touches[comp].max(axis=1) == 0) & tall[comp]
+    out[ys[orphan], xs[orphan]] = np.argmin(np.abs(ys[orphan, None] - base[None, :]), axis=1) + 1
+    return out
+
+
+def trace_row(rows: np.ndarray, row: int, baseline_y: float, px_per_mm: float) -> TraceRow | None:
+    """Curve of one row from its ink: one point per pixel column."""
+    mask = rows == row + 1
+    columns = np.nonzero(mask.any(axis=0))[0]
+    if len(columns) < 2:
+        return None
+    runs = _column_runs(mask)
+    chosen = _follow_stroke(runs, baseline_y, len(columns))
+    x, y = _column_points(chosen, _line_width(chosen))
+    return TraceRow(baseline_y, x, y, float(columns[0]), float(columns[-1]))
+
+
+def _column_runs(mask: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 rows of (x, top, bottom) for every vertical run of ink, sorted by x then top."""
+    padded = np.pad(mask, ((1, 1), (0, 0)))
+    starts = padded[1:-1] & ~padded[:-2]
+    ends = padded[1:-1] & ~padded[2:]
+    sx, sy = np.nonzero(starts.T)
+    ex, ey = np.nonzero(ends.T)
+    return np.column_stack([sx, sy, ey]).astype(np.float64)
+
+
+def _follow_stroke(runs: np.ndarray, baseline_y: float, n_columns: int) -> np.ndarray:
+    """One run per column: the only one, or where several share a column, the one nearest the stroke."""
+    xs = runs[:, 0].astype(np.int64)
+    first = np.r_[True, xs[1:] != xs[:-1]]
+    per_column = np.diff(np.r_[np.nonzero(first)[0], len(xs)])
+    if (per_column == 1).all():
+        return runs
+    keep = []
+    previous = None
+    index = 0
+    for count in per_column:
+        group = runs[index: index + count]
+        index += count
+        if count == 1:
+            pick = group[0]
+        else:
+            reference = baseline_y if previous is None or previous[0] < group[0, 0] - 3 else 0.5 * (previous[1] + previous[2])
+            gap = np.maximum(0.0, np.maximum(group[:, 1] - reference, reference - group[:, 2]))
+            pick = group[int(np.argmin(gap))]
+        keep.append(pick)
+        previous = pick
+    return np.asarray(keep)
+
+
+def _line_width(runs: np.ndarray) -> float:
+    """Pen width in pixels: the typical height of a column run where the trace is flat."""
+    heights = runs[:, 2] - runs[:, 1] + 1
+    return float(np.percentile(heights, 25))
+
+
+def _column_points(runs: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) of the curve, one point per column: the run's centre, except where the run reaches
+    past both neighbours (an R peak or S trough drawn within a few columns), where its far end is kept."""
+    x, top, bottom = runs[:, 0], runs[:, 1] + (width - 1) / 2, runs[:, 2] - (width - 1) / 2
+    top, bottom = np.minimum(top, bottom), np.maximum(top, bottom)
+    y = (top + bottom) / 2
+    if len(x) < 3:
+        return x, y
+    tall = (bottom - top) > 1.0
+    prev_top, next_top = np.r_[top[0], top[:-1]], np.r_[top[1:], top[-1]]
+    prev_bottom, next_bottom = np.r_[bottom[0], bottom[:-1]], np.r_[bottom[1:], bottom[-1]]
+    peak = tall & (top < prev_top) & (top <= next_top)
+    trough = tall & (bottom > prev_bottom) & (bottom >= next_bottom)
+    y = np.where(peak & ~trough, top, np.where(trough & ~peak, bottom, y))
+    return x, y
+
+
+def sample_curve(row: TraceRow, x_from: float, x_to: float, n: int, px_per_mm_x: float) -> np.ndarray:
+    """The row's y at n evenly spaced x in [x_from, x_to); NaN where the trace has a gap."""
+    xs = x_from + (np.arange(n) + 0.5) * (x_to - x_from) / n
+    if len(row.x) < 2:
+        return np.full(n, np.nan)
+    y = np.interp(xs, row.x, row.y, left=np.nan, right=np.nan)
+    # a sample further than MAX_GAP_MM from any curve point is a gap, not a straight line
+    nearest = np.searchsorted(row.x, xs).clip(1, len(row.x) - 1)
+    distance = np.minimum(np.abs(row.x[nearest] - xs), np.abs(row.x[nearest - 1] - xs))
+    y[distance > MAX_GAP_MM * px_per_mm_x] = np.nan
+    return y
