@@ -298,25 +298,20 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _likeness(a: np.ndarray, b: np.ndarray) -> float:
-    """How alike two waveforms are in shape AND size (1 identical, <= 0 unrelated): leads share beats, not amplitudes.
+    """How alike two drawings of a waveform are, sample by sample (1 identical, <= 0 unrelated).
 
-    Baseline wander and the panel ends (labels, separators) are left out.
+    The same lead drawn twice differs by the digitizer's error only; two leads
+    of one heart share beats and look alike in shape, but not sample by sample.
+    The panel ends (labels, separators) and a constant offset are left out.
     """
-    a, b = _shape(a), _shape(b)
+    trim = len(a) // 8
+    a, b = a[trim: len(a) - trim], b[trim: len(b) - trim]
     ok = ~(np.isnan(a) | np.isnan(b))
     if ok.sum() < 10:
         return -1.0
-    a, b = a[ok], b[ok]
-    return float(1.0 - np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-9))
-
-
-def _shape(values: np.ndarray) -> np.ndarray:
-    trim = len(values) // 8
-    core = values[trim: len(values) - trim]
-    width = max(3, len(values) // 8)
-    filled = np.where(np.isnan(core), np.nanmedian(core) if np.isfinite(core).any() else 0.0, core)
-    wander = np.convolve(np.pad(filled, width, mode="edge"), np.ones(width) / width, mode="same")[width:-width]
-    return core - wander
+    a, b = a[ok] - np.median(a[ok]), b[ok] - np.median(b[ok])
+    error = np.sqrt(np.mean((a - b) ** 2))
+    return float(1.0 - error / max(np.sqrt(np.mean(a**2)) + np.sqrt(np.mean(b**2)), 1e-9) * 2)
 
 
 def _column_agreement(panel_values: dict) -> float:

@@ -89,11 +89,8 @@ def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np
     trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     grid = ((dark.max(axis=2) > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
     long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
-    long_v = _odd(25 * px_per_mm)  # no stroke of a trace is 25 mm tall and perfectly upright
-    straight = cv2.bitwise_or(
-        cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8)),
-        cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((long_v, 1), np.uint8)),
-    )
+    straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
+    straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
@@ -109,6 +106,24 @@ def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
     strong[np.unique(labels[value > high])] = True
     strong[0] = False
     return strong[labels].astype(np.uint8)
+
+
+def _upright_bars(trace: np.ndarray, min_length: float) -> np.ndarray:
+    """uint8 mask of near-vertical straight lines at least `min_length` long (column separators).
+
+    No stroke of a trace is 25 mm tall and straight; a separator is, even when
+    a photo leaves it a degree or two off vertical.
+    """
+    bars = np.zeros_like(trace)
+    lines = cv2.HoughLinesP(trace, 1, np.pi / 360, threshold=int(0.7 * min_length),
+                            minLineLength=int(min_length), maxLineGap=2)
+    for x1, y1, x2, y2 in ([] if lines is None else lines.reshape(-1, 4)):
+        if abs(x2 - x1) <= 0.05 * abs(y2 - y1):  # within about 3 degrees of vertical
+            cv2.line(bars, (int(x1), int(y1)), (int(x2), int(y2)), 1, 2)
+    # Hough finds the bar between the traces it crosses; the rest of it is any tall upright run in its columns
+    columns = cv2.dilate(bars.any(axis=0).astype(np.uint8)[None, :], np.ones((1, 5), np.uint8))
+    upright_runs = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((_odd(min_length / 3), 1), np.uint8))
+    return cv2.bitwise_or(bars, upright_runs * columns)
 
 
 def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: float = 25.0) -> PageGeometry:
@@ -191,7 +206,10 @@ def _grid_period(profile: np.ndarray) -> float | None:
     n = len(profile)
     if n < 32:
         return None
-    profile = (profile - profile.mean()) * np.hanning(n)
+    # shading, creases and the trace rows vary slowly; grid lines repeat fast: keep only the fast part
+    width = max(9, n // 16) | 1
+    trend = np.convolve(np.pad(profile, width // 2, mode="reflect"), np.ones(width) / width, mode="valid")
+    profile = (profile - trend) * np.hanning(n)
     pad = 16 * n
     power = np.abs(np.fft.rfft(profile, pad)) ** 2
     freqs = np.fft.rfftfreq(pad)

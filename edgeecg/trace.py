@@ -22,6 +22,7 @@ import numpy as np
 MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
 MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of its span
 BASELINE_BAND_MM = 2.0  # a stroke "runs along" a baseline when it has ink this close to it ...
+BAND_OF_PITCH = 0.12  # ... but never more than this share of the row pitch
 ALONG_MM = 3.0  # ... over at least this many millimetres of x
 TEXT_HEIGHT_MM = 4.5  # a stroke off every baseline and shorter than this is a label, tick or speck
 MAX_GAP_MM = 1.5  # a break in the trace shorter than this is bridged; a longer one is left as NaN
@@ -87,7 +88,9 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
     ys, xs = np.nonzero(trace)
     comp = labels[ys, xs]
     # (component, row): how many distinct columns have ink within the row's baseline band
-    near = np.abs(ys[:, None] - base[None, :]) <= BASELINE_BAND_MM * px_per_mm
+    pitch = float(np.min(np.diff(base))) if len(base) > 1 else np.inf
+    band = min(BASELINE_BAND_MM * px_per_mm, BAND_OF_PITCH * pitch)  # tight rows: a pulse top nears the next baseline
+    near = np.abs(ys[:, None] - base[None, :]) <= band
     touches = np.zeros((count, len(base)), np.int64)
     for r in range(len(base)):
         hit = near[:, r]
