@@ -18,6 +18,7 @@ from .contract import ModelContract
 from .errors import EdgeECGError, first_line
 from .formats import FORMATS, is_engine
 
+FLOAT_OUTPUTS = ("tensor(float)", "tensor(float16)", "tensor(double)")
 BACKENDS = ("auto", *dict.fromkeys(f.backend for f in FORMATS.values()))  # auto, onnxruntime, tensorrt
 
 
@@ -65,7 +66,7 @@ class OnnxRuntimeBackend(Backend):
             self.session.get_modelmeta().custom_metadata_map, source=str(self.path)
         )
         self.precision = self.contract.precision
-        model_input = self.session.get_inputs()[0]
+        model_input = _single_float_input(self.session, self.path)
         self.input_name = model_input.name
         self.fixed_batch = model_input.shape[0] if isinstance(model_input.shape[0], int) else None
         _check_input_shape(model_input.shape, self.contract, self.path)
@@ -74,7 +75,11 @@ class OnnxRuntimeBackend(Backend):
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         if self.fixed_batch == 1 and len(batch) > 1:  # a static batch-1 graph takes one image at a time
             return np.concatenate([self.run(batch[i : i + 1]) for i in range(len(batch))])
-        return np.asarray(self.session.run(None, {self.input_name: batch})[0], dtype=np.float32)
+        try:
+            outputs = self.session.run(None, {self.input_name: batch})
+        except Exception as exc:  # ORT's RuntimeException/Fail for a graph that cannot run this batch
+            raise EdgeECGError(f"{self.path}: the model failed to run ({first_line(exc)})") from None
+        return np.asarray(outputs[0], dtype=np.float32)
 
 
 def open_backend(
@@ -148,6 +153,19 @@ def _require_file(path: Path) -> None:
         raise EdgeECGError(f"{path}: model file not found")
     if path.stat().st_size == 0:
         raise EdgeECGError(f"{path}: model file is empty")
+
+
+def _single_float_input(session, path: Path):
+    """The runtime feeds one float32 tensor and reads one float output: refuse any other graph up front."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1:
+        raise EdgeECGError(f"{path}: model has {len(inputs)} inputs; the runtime feeds exactly one image tensor")
+    if inputs[0].type != "tensor(float)":
+        raise EdgeECGError(f"{path}: model input is {inputs[0].type}; the runtime feeds tensor(float) (float32)")
+    if not outputs or outputs[0].type not in FLOAT_OUTPUTS:
+        found = outputs[0].type if outputs else "nothing"
+        raise EdgeECGError(f"{path}: model output is {found}; the runtime reads float logits")
+    return inputs[0]
 
 
 def _check_input_shape(shape: list, contract: ModelContract, path: Path) -> None:

@@ -9,6 +9,7 @@ guesswork, so a model trained on crops is always served with the same crops.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from .errors import EdgeECGError
@@ -46,16 +47,24 @@ class ModelContract:
 
     @classmethod
     def from_json(cls, text: str, source: str = "model") -> "ModelContract":
+        """Parse and validate the contract: a model file is input from anywhere, so every field is checked."""
+        if not isinstance(text, str) or len(text) > MAX_CONTRACT_CHARS:
+            raise EdgeECGError(f"{source}: edgeecg metadata is not a JSON text of at most {MAX_CONTRACT_CHARS} characters")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise EdgeECGError(f"{source}: edgeecg metadata is not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise EdgeECGError(f"{source}: edgeecg metadata is nested too deeply") from None
         if not isinstance(data, dict) or not data.get("classes"):
             raise EdgeECGError(f"{source}: edgeecg metadata has no class names")
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["mean"] = tuple(known.get("mean", IMAGENET_MEAN))
-        known["std"] = tuple(known.get("std", IMAGENET_STD))
-        return cls(**known)
+        try:
+            checked = {name: _FIELD_CHECKS[name](value) for name, value in known.items()}
+            _check_input_size(checked.get("input_size", 224), checked.get("extra", {}))
+        except ValueError as exc:
+            raise EdgeECGError(f"{source}: edgeecg metadata field {exc}") from None
+        return cls(**checked)
 
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> "ModelContract":
@@ -66,3 +75,93 @@ class ModelContract:
                 "export it with `edgeecg export` so the runtime knows how to feed it"
             )
         return cls.from_json(metadata[CONTRACT_KEY], source)
+
+
+MAX_CONTRACT_CHARS = 1_000_000
+MAX_CLASSES = 1000
+MAX_TEXT_CHARS = 200
+IMAGE_SIZE_RANGE = (32, 2048)  # an image model's square input side, in pixels
+SIGNAL_LENGTH_RANGE = (32, 200_000)  # a signal model's input length, in samples
+TASKS = ("multiclass", "multilabel")
+
+
+def _classes(value) -> list[str]:
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_CLASSES:
+        raise ValueError(f"classes must be a list of 1 to {MAX_CLASSES} names")
+    names = [_one_line("classes", name) for name in value]
+    if any(not name.strip() for name in names) or len(set(names)) != len(names):
+        raise ValueError("classes must be distinct, non-empty names")
+    return names
+
+
+def _one_line(name: str, value) -> str:
+    """Text that is printed: one line of printable characters, so a name cannot forge an output line."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT_CHARS or not value.isprintable():
+        raise ValueError(f"{name} must be one line of at most {MAX_TEXT_CHARS} printable characters")
+    return value
+
+
+def _number(name: str, value, low: float, high: float, low_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number")
+    if value < low or value > high or (low_open and value == low):
+        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value:g}")
+    return float(value)
+
+
+def _integer(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _triple(name: str, value, positive: bool) -> tuple[float, ...]:
+    """Per-channel normalisation: one finite number per colour channel (std > 0)."""
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError(f"{name} must be a list of 3 numbers (one per colour channel)")
+    return tuple(_number(name, v, 0.0 if positive else -1e6, 1e6, low_open=positive) for v in value)
+
+
+def _choice(name: str, value, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}")
+    return value
+
+
+def _flag(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false")
+    return value
+
+
+def _mapping(name: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object")
+    return value
+
+
+def _check_input_size(size: int, extra: dict) -> None:
+    """Images are S x S pixels; a signal model (extra.modality "signal") reads S samples per lead."""
+    low, high = SIGNAL_LENGTH_RANGE if extra.get("modality") == "signal" else IMAGE_SIZE_RANGE
+    if not low <= size <= high:
+        raise ValueError(f"input_size must be from {low} to {high}, got {size}")
+
+
+_FIELD_CHECKS = {
+    "classes": _classes,
+    "input_size": lambda v: _integer("input_size", v, *SIGNAL_LENGTH_RANGE),  # per modality: _check_input_size
+    "mean": lambda v: _triple("mean", v, positive=False),
+    "std": lambda v: _triple("std", v, positive=True),
+    "crop": lambda v: _flag("crop", v),
+    "crop_margin": lambda v: _number("crop_margin", v, 0.0, 0.5),
+    "task": lambda v: _choice("task", v, TASKS),
+    "output": lambda v: _choice("output", v, ("logits",)),
+    "temperature": lambda v: _number("temperature", v, 0.0, 1e6, low_open=True),
+    "name": lambda v: _one_line("name", v),
+    "model_version": lambda v: _one_line("model_version", v),
+    "trunk": lambda v: _one_line("trunk", v),
+    "precision": lambda v: _one_line("precision", v),
+    "train_manifest_sha256": lambda v: _one_line("train_manifest_sha256", v),
+    "extra": lambda v: _mapping("extra", v),
+    "contract_version": lambda v: _integer("contract_version", v, 1, CONTRACT_VERSION),
+}

@@ -16,7 +16,7 @@ from edgeecg import registry
 from edgeecg.contract import ModelContract
 from edgeecg.imageio import read_image
 from edgeecg.preprocess import crop_and_resize
-from edgeecg.train.checkpoint import save_checkpoint
+from edgeecg.train.checkpoint import load_checkpoint, save_checkpoint
 from edgeecg.train.data import load_table
 from edgeecg.train.explain import CAM_LAYERS, grad_cam, load_explain_model, model_view, occlusion_saliency
 from edgeecg.train.model import ModelConfig, build_model
@@ -277,7 +277,7 @@ def test_stress_test_reports_three_conditions_and_a_deletion_curve(checkpoint, o
 
 def test_features_writes_pca_tsne_and_class_statistics(checkpoint, listing, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EDGEECG_CACHE", str(tmp_path / "cache"))
-    state = torch.load(checkpoint, weights_only=False)
+    state = load_checkpoint(checkpoint)
     no_ssl = tmp_path / "no_ssl.pt"
     save_checkpoint(no_ssl, {**state, "train_config": {"ssl": False}})
     out = tmp_path / "features"

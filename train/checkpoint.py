@@ -4,13 +4,20 @@ A checkpoint is a dict with `model_config` (ModelConfig.to_dict()), `state_dict`
 `contract` (ModelContract as a dict: classes, input size, crop settings, ...)
 and, for resumable training state, whatever the loop adds (optimizer, epoch, ...).
 A run folder's `final_model.pt` is what `edgeecg export RUN_DIR` reads.
+
+Checkpoints hold only tensors and plain Python values, so they load with
+`torch.load(weights_only=True)`: a checkpoint from anywhere cannot run code.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from edgeecg.atomic import atomic_path
@@ -23,8 +30,26 @@ FINAL_MODEL = "final_model.pt"
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write `state` as tensors and plain values only, so `load_checkpoint` can read it without unpickling code."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        torch.save(plain(state), tmp)
+
+
+def plain(value: Any) -> Any:
+    """Tensors, containers and JSON-like scalars as they are; numpy values and paths as their plain equivalents."""
+    if isinstance(value, OrderedDict):  # a module's state_dict: tensors, and the _metadata torch loads back
+        return value
+    if isinstance(value, dict):
+        return {plain(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value.copy())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def checkpoint_file(source: str | Path) -> Path:
@@ -38,7 +63,12 @@ def load_checkpoint(path: str | Path) -> dict:
     if not path.is_file():
         raise EdgeECGError(f"{path}: no such checkpoint (expected a run folder with {FINAL_MODEL} or a .pt file)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # weights_only refused a Python object: never run what a file asks for
+        raise EdgeECGError(
+            f"{path}: checkpoint holds Python objects beyond tensors and plain values; refused, as loading "
+            "it could run code (re-save it with edgeecg.train.checkpoint.save_checkpoint from a trusted source)"
+        ) from None
     except Exception as exc:  # torch raises many types for a corrupt file
         raise EdgeECGError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
 
