@@ -18,6 +18,7 @@ COMMANDS = {
     "infer": ("edgeecg.infer_cli:infer", "classify ECG printout images, folders, a camera or a watched folder"),
     "models": ("edgeecg.infer_cli:models", "list the models shipped with edgeecg"),
     "digitize": ("edgeecg.digitize_cli:digitize", "read the 12 leads of printouts as signals (WFDB, CSV, JSON)"),
+    "serve": ("edgeecg.serve:serve", "classify and digitize over HTTP, with a capture page for phones"),
     "bench": ("edgeecg.bench_cli:bench", "accuracy versus latency of every model/backend on this machine"),
     "render": ("edgeecg.render_cli:render", "render PTB-XL records as 12-lead ECG printouts"),
     "train": ("edgeecg.train.cli:train", "SSL pretraining + fine-tuning with group-aware k-fold CV"),
@@ -25,7 +26,7 @@ COMMANDS = {
     "explain": ("edgeecg.train.explain_cli:explain", "Grad-CAM maps and shortcut stress tests"),
     "ablate": ("edgeecg.train.ablate:ablate", "train the paper's ablation variants and compare them"),
 }
-EXTRA_FOR = {"edgeecg.train": "train", "edgeecg.export": "export"}
+EXTRA_FOR = {"edgeecg.train": "train", "edgeecg.export": "export", "edgeecg.serve": "serve"}
 
 
 class LazyGroup(click.Group):
