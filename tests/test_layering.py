@@ -7,6 +7,7 @@ them may only import them inside the function that uses them.
 
 from __future__ import annotations
 
+import importlib.util
 import pkgutil
 import subprocess
 import sys
@@ -15,6 +16,8 @@ import edgeecg
 
 BLOCKED = ("torch", "edgeecg.train")
 NOT_RUNTIME = ("edgeecg.train", "edgeecg.export", "edgeecg.__main__")
+# modules of an optional extra (name prefix -> the extra's packages): checked where the extra is installed
+OPTIONAL = {"edgeecg.serve": ("fastapi", "uvicorn", "python_multipart", "prometheus_client")}
 
 # Runs in the subprocess: a meta-path finder ahead of all others raises for the blocked packages,
 # then every runtime module is imported; failures are listed, one per line.
@@ -51,7 +54,8 @@ def runtime_modules() -> list[str]:
     """edgeecg and every module below it, without the training and export packages."""
     found = pkgutil.walk_packages(edgeecg.__path__, "edgeecg.")
     names = [m.name for m in found if not any(m.name == n or m.name.startswith(n + ".") for n in NOT_RUNTIME)]
-    return ["edgeecg", *sorted(names)]
+    missing = [prefix for prefix, needs in OPTIONAL.items() if not all(map(importlib.util.find_spec, needs))]
+    return ["edgeecg", *sorted(n for n in names if not n.startswith(tuple(missing)))]
 
 
 def test_runtime_modules_import_without_torch_or_training():
