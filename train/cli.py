@@ -10,6 +10,7 @@ import click
 from edgeecg.errors import EdgeECGError
 
 from .config import PRESETS, TrainConfig, preset_config
+from .modality import MODALITIES
 
 HELP = {
     "data": "dataset: a folder with one sub-folder per class, or a CSV manifest (file,label)",
@@ -25,6 +26,10 @@ HELP = {
     "dedup_train": "train on one file per duplicate group",
     "final_epochs": "epochs for the final model (0 = median of the folds' best epochs)",
     "device": "auto, cpu, cuda or cuda:N",
+    "signal_norm": "signal model input normalisation: median (offset removed, mV kept) or zscore",
+    "panel_mask": "PTB-XL signals: share of training records masked to the 2.5 s panels of a 3x4+1 page",
+    "strip_misread": "of those, share whose 10 s strip (lead II) lands in a random lead's channel, as the digitizer misreads it",
+    "init_from": "signal run (folder or .pt) whose trunk starts this model, e.g. a PTB-XL signal run",
 }
 
 
@@ -57,7 +62,7 @@ def _triple(text: str | None, kind) -> tuple | None:
 
 
 def _with_config_options(func):
-    for field in reversed([f for f in dataclasses.fields(TrainConfig) if f.name not in ("dataset",)]):
+    for field in reversed([f for f in dataclasses.fields(TrainConfig) if f.name not in ("dataset", "modality")]):
         func = _option(field)(func)
     return func
 
@@ -66,13 +71,16 @@ def _with_config_options(func):
 @click.option("--preset", type=click.Choice(sorted(PRESETS)), default="paper", show_default=True,
               help="paper (ResNet-50, GPU), edge (mobile trunk, 2 CPU cores < 1 h), tiny (tests)")
 @click.option("--dataset", type=click.Choice(["images", "ptbxl"]), default="images", show_default=True)
+@click.option("--modality", type=click.Choice(MODALITIES), default=None,
+              help="image: SimCardioNet on the page crop (default); signal: 1-D ResNet on the digitized leads")
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="continue an interrupted run folder with its saved configuration")
 @click.option("--ddp", type=int, is_flag=False, flag_value=0, default=None, metavar="[N]",
               help="DistributedDataParallel over N processes on this machine (default: one per GPU, 2 on CPU); "
                    "for several machines see torchrun -m edgeecg.train.ddp")
 @_with_config_options
-def train(preset: str, dataset: str, resume_dir: Path | None, ddp: int | None, **options) -> None:
+def train(preset: str, dataset: str, modality: str | None, resume_dir: Path | None, ddp: int | None,
+          **options) -> None:
     """SimCLR pretraining + fine-tuning with progressive unfreezing, under stratified group k-fold CV."""
     from .run import resume, train as run_training
 
@@ -86,8 +94,12 @@ def train(preset: str, dataset: str, resume_dir: Path | None, ddp: int | None, *
 
         return launch(fn, arg, ddp or default_process_count(options.get("device") or "auto"))
 
-    if ddp is not None and dataset == "ptbxl":
-        raise EdgeECGError("--ddp trains --dataset images only")
+    if ddp is not None and (dataset == "ptbxl" or modality == "signal"):
+        raise EdgeECGError("--ddp trains the image branch on --dataset images only")
+    options["modality"] = modality
+    if (modality or PRESETS[preset].get("modality")) == "signal":
+        for name, image_only in (("ssl", False), ("unfreeze", "")):  # a preset's image settings do not apply
+            options[name] = image_only if options[name] is None else options[name]
     if resume_dir is not None:
         run_dir = execute(resume, resume_dir)
     else:

@@ -17,24 +17,22 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
-from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
-
 from . import distributed
-from .augment import finetune_train
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .loops import CropDataset, autocast, predict_logits, seed_everything
-from .model import MODEL_PARTS, SimCardioNet
+from .loops import autocast, seed_everything
+from .modality import ImageModality
+from .model import MODEL_PARTS
 
 ALWAYS_TRAINABLE = ("attention", "fusion", "classifier")  # the "final layers" trained from epoch 1
 SCHEDULED = ("trunk", "conv_block1", "conv_block2", "conv_block3")  # frozen until the schedule says
 HEAD_SCHEDULABLE = ("attention", "fusion")  # trained from epoch 1 unless the schedule names them (linear probe)
 
 
-def trainable_parts(epoch: int, schedule: dict[str, int]) -> set[str]:
+def trainable_parts(epoch: int, schedule: dict[str, int], parts: tuple[str, ...] = MODEL_PARTS) -> set[str]:
     """Parts that train at `epoch` (1-based). An empty schedule trains everything from the start."""
     if not schedule:
-        return set(MODEL_PARTS)
+        return set(parts)
     unknown = set(schedule) - set(SCHEDULED) - set(HEAD_SCHEDULABLE) - {"all"}
     if unknown:
         raise ValueError(f"unfreeze schedule names unknown part(s) {sorted(unknown)}; "
@@ -44,10 +42,11 @@ def trainable_parts(epoch: int, schedule: dict[str, int]) -> set[str]:
     return {p for p in ALWAYS_TRAINABLE + SCHEDULED if everything or epoch >= first_epoch.get(p, 10**9)}
 
 
-def apply_unfreeze_schedule(model: SimCardioNet, epoch: int, schedule: dict[str, int]) -> set[str]:
+def apply_unfreeze_schedule(model: nn.Module, epoch: int, schedule: dict[str, int],
+                            model_parts: tuple[str, ...] = MODEL_PARTS) -> set[str]:
     """Set requires_grad per part; frozen parts also stay in eval mode so their BN statistics keep."""
-    parts = trainable_parts(epoch, schedule)
-    for name in MODEL_PARTS:
+    parts = trainable_parts(epoch, schedule, model_parts)
+    for name in model_parts:
         module = getattr(model, name)
         module.requires_grad_(name in parts)
         if name not in parts:
@@ -84,7 +83,7 @@ def validation_scores(logits: np.ndarray, labels: np.ndarray, criterion: nn.Modu
 
 @dataclass
 class FitResult:
-    model: SimCardioNet
+    model: nn.Module
     best_epoch: int
     best_score: float
     history: list[dict]
@@ -92,11 +91,15 @@ class FitResult:
     epochs_run: int
 
 
-def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray, cfg: TrainConfig,
+def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, cfg: TrainConfig,
         schedule: dict[str, int], device: torch.device, checkpoint: Path, log, progress, tag: str,
         val_images: np.ndarray | None = None, val_labels: np.ndarray | None = None,
-        epochs: int | None = None) -> FitResult:
-    """Fine-tune with the unfreezing schedule; with validation data, keep the best epoch (early stopping)."""
+        epochs: int | None = None, modality=None) -> FitResult:
+    """Fine-tune with the unfreezing schedule; with validation data, keep the best epoch (early stopping).
+
+    `modality` (train/modality.py) turns inputs into a training set and predicts; default: image crops.
+    """
+    modality = modality or ImageModality(cfg)
     criterion = make_criterion(train_labels, model.config.num_classes, cfg.class_weights, device)
     multilabel = train_labels.ndim == 2
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -112,8 +115,7 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
         best_state, best_score, best_epoch, stale = (state["best_state"], state["best_score"],
                                                      state["best_epoch"], state["stale"])
         log(f"{tag}: resuming after epoch {state['epoch']}")
-    dataset = CropDataset(train_images, train_labels, finetune_train(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD,
-                                                                     cfg.domain_aug))
+    dataset = modality.train_dataset(train_images, train_labels)
     net = distributed.wrap(model, device)
     for epoch in range(start, epochs + 1):
         if val_images is not None and stale >= cfg.patience:
@@ -121,7 +123,7 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
         seed_everything(distributed.seed_for_rank(cfg.seed * 1000 + epoch))
         loader = distributed.loader(dataset, cfg.batch, cfg.workers, cfg.seed, epoch)
         model.train()
-        parts = apply_unfreeze_schedule(model, epoch, schedule)
+        parts = apply_unfreeze_schedule(model, epoch, schedule, modality.parts)
         tick, losses, correct, seen = time.perf_counter(), [], 0, 0
         task = progress.add_task(f"{tag} epoch {epoch}", total=len(loader))
         for x, y in loader:
@@ -145,7 +147,7 @@ def fit(model: SimCardioNet, train_images: np.ndarray, train_labels: np.ndarray,
                "train_acc": correct / max(seen, 1), "trainable": sorted(parts)}
         if val_images is not None:  # rank 0 scores the whole validation set; every rank takes its decision
             row.update(distributed.from_main(lambda: validation_scores(
-                predict_logits(model, val_images, IMAGENET_MEAN, IMAGENET_STD, device), val_labels, criterion)))
+                modality.predict(model, val_images, device), val_labels, criterion)))
             if row["val_score"] > best_score:
                 best_state, best_score, best_epoch, stale = copy.deepcopy(model.state_dict()), row["val_score"], epoch, 0
             else:

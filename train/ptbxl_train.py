@@ -72,9 +72,10 @@ from .config import TrainConfig, parse_unfreeze, preset_config
 from .data import cache_dir, preprocess_fingerprint
 from .finetune import fit
 from .loops import pick_device, predict_logits, seed_everything
+from .modality import model_config
 from .model import build_model
 from .plots import plot_training_curves
-from .run import Run, model_config
+from .run import Run
 from .ssl import pretrain
 
 SPLIT_ENV = "EDGEECG_PTBXL_SPLIT"
@@ -224,9 +225,14 @@ def render_split(root: str | Path, rows: pd.DataFrame, cfg: TrainConfig, photo: 
     return RenderedSplit(stack, rows.loc[kept], n_photo, n_fell_back, dropped)
 
 
+def record_lines(rows: pd.DataFrame) -> list[str]:
+    """The sorted (ecg_id, superclasses) list that identifies a training set."""
+    return sorted(f"ptbxl:{int(i)},{'|'.join(r['superclasses'])}" for i, r in rows.iterrows())
+
+
 def training_manifest_sha256(rows: pd.DataFrame) -> str:
     """Hash of the (ecg_id, superclasses) training list plus the render settings: what the model saw."""
-    lines = sorted(f"ptbxl:{int(i)},{'|'.join(r['superclasses'])}" for i, r in rows.iterrows())
+    lines = record_lines(rows)
     lines.append(f"render:{_render_key(True)},{_render_key(False)},{TRAIN_PHOTO_FRACTION}")
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
@@ -253,8 +259,10 @@ def ptbxl_config(preset: str, options: dict) -> TrainConfig:
 
 
 def train_ptbxl(preset: str, options: dict) -> Path:
-    """`edgeecg train --dataset ptbxl`: build the configuration, run, return the run folder."""
-    return run_ptbxl(ptbxl_config(preset, options))
+    """`edgeecg train --dataset ptbxl`: build the configuration, run (renders or signals), return the run folder."""
+    from .run import dispatch
+
+    return dispatch(ptbxl_config(preset, options))
 
 
 def _finite(value: float) -> float | None:
@@ -270,6 +278,14 @@ def _metrics_lines(name: str, metrics: dict) -> list[str]:
             f"  single-label view ({view['n_samples']} records with one superclass): accuracy "
             f"{view['accuracy']:.4f}, macro precision {view['precision_macro']:.4f}, "
             f"recall {view['recall_macro']:.4f}, F1 {view['f1_macro']:.4f}"]
+
+
+def log_results(log, temperature: float, results: dict[str, dict]) -> None:
+    """The temperature and every evaluated split's metrics, into the run log."""
+    log(f"temperature scaling on validation logits (sigmoid, shared T): T = {temperature:.3f}")
+    for name, metrics in results.items():
+        for line in _metrics_lines(name, metrics):
+            log(line)
 
 
 def run_ptbxl(cfg: TrainConfig) -> Path:
@@ -343,10 +359,7 @@ def run_ptbxl(cfg: TrainConfig) -> Path:
             if len(part.rows):
                 results[name] = multilabel_metrics(part.labels, sigmoid(logits, temperature), CLASSES)
         eval_seconds = time.perf_counter() - tick
-        run.log(f"temperature scaling on validation logits (sigmoid, shared T): T = {temperature:.3f}")
-        for name, metrics in results.items():
-            for line in _metrics_lines(name, metrics):
-                run.log(line)
+        log_results(run.log, temperature, results)
 
         test = results["test"]
         contract = ModelContract(

@@ -20,7 +20,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import edgeecg
 from edgeecg.atomic import write_text
 from edgeecg.backends import softmax
-from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
 from edgeecg.errors import EdgeECGError
 from edgeecg.metrics import (aggregate_folds, brier_score, classification_metrics, expected_calibration_error,
                              fit_temperature, format_summary)
@@ -28,10 +27,10 @@ from edgeecg.metrics import (aggregate_folds, brier_score, classification_metric
 from . import distributed
 from .checkpoint import FINAL_MODEL, save_checkpoint
 from .config import TrainConfig, parse_unfreeze
-from .data import ImageTable, group_kfold, load_crops, load_table, one_per_group
+from .data import ImageTable, group_kfold, load_table, one_per_group
 from .finetune import fit
-from .loops import device_name, pick_device, predict_logits, seed_everything
-from .model import ModelConfig, build_model
+from .loops import device_name, pick_device, seed_everything
+from .modality import modality_for
 from .plots import plot_confusion, plot_training_curves
 from .ssl import pretrain
 
@@ -67,12 +66,6 @@ def calibrate(folds: list[dict]) -> dict:
             "ece_before": float(np.mean([b[0] for b in before])), "ece_after": float(np.mean([a[0] for a in after])),
             "brier_before": float(np.mean([b[1] for b in before])),
             "brier_after": float(np.mean([a[1] for a in after]))}
-
-
-def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
-    return ModelConfig(num_classes=n_classes, trunk=cfg.trunk, channels=cfg.channels, dropouts=cfg.dropouts,
-                       attention=cfg.attention, heads=cfg.heads, fusion_dim=cfg.fusion_dim,
-                       projection_dim=cfg.projection_dim)
 
 
 class Run:
@@ -120,17 +113,16 @@ def train(cfg: TrainConfig) -> Path:
     device = distributed.rank_device(pick_device(cfg.device))
     torch.set_float32_matmul_precision("high")
     seed_everything(cfg.seed)
+    modality = modality_for(cfg)
     with run.progress:
-        run.log(f"edgeecg {edgeecg.__version__} | device {device} | run folder {run.dir}")
+        run.log(f"edgeecg {edgeecg.__version__} | device {device} | run folder {run.dir} | {modality.name} branch")
         table = load_table(cfg.data, cfg.exclude, workers=max(1, cfg.workers))
         if cfg.max_per_class:
             table = limit_groups(table, cfg.max_per_class, cfg.seed)
         counts = ", ".join(f"{c}: {(table.labels == i).sum()}" for i, c in enumerate(table.classes))
         run.log(f"{len(table)} images in {table.n_groups} duplicate groups ({counts})")
-        task = run.progress.add_task("cropping", total=len(table))
-        with distributed.main_first():  # rank 0 fills the crop cache, the other ranks read it
-            images = load_crops(table, cfg.input_size, cfg.crop, cfg.crop_margin, max(1, cfg.workers),
-                                lambda: run.progress.advance(task))
+        task = run.progress.add_task(modality.loading, total=len(table))
+        images = modality.inputs(table, lambda: run.progress.advance(task), run.log)
         run.progress.remove_task(task)
         splits = group_kfold(table, cfg.folds, cfg.seed)
         run.log(f"{cfg.folds}-fold stratified group split: no duplicate group spans train and validation")
@@ -138,7 +130,7 @@ def train(cfg: TrainConfig) -> Path:
             write_text(run.dir / "splits.json", json.dumps(
                 [{"fold": k, "validation": [str(table.items[i].path) for i in va]}
                  for k, (_, va) in enumerate(splits, 1)], indent=1))
-        mcfg = model_config(cfg, len(table.classes))
+        n_classes = len(table.classes)
         schedule = parse_unfreeze(cfg.unfreeze)
         distinct = one_per_group(table)
 
@@ -147,7 +139,7 @@ def train(cfg: TrainConfig) -> Path:
 
         ssl_weights, ssl_seconds, ssl_history = None, 0.0, []
         if cfg.ssl:
-            model = build_model(mcfg, pretrained=cfg.pretrained).to(device)
+            model = modality.fresh_model(n_classes).to(device)
             ssl_history, ssl_seconds = pretrain(model, images[train_index(np.arange(len(table)))], cfg, device,
                                                 run.dir / "checkpoints" / "ssl_last.pt", run.log, run.progress)
             ssl_weights = {k: v.cpu() for k, v in model.state_dict().items()}
@@ -155,10 +147,7 @@ def train(cfg: TrainConfig) -> Path:
                 plot_training_curves(ssl_history, run.dir / "ssl_curve.png", "SSL pretraining loss")
 
         def fresh_model():
-            model = build_model(mcfg, pretrained=cfg.pretrained and ssl_weights is None)
-            if ssl_weights is not None:
-                model.load_state_dict(ssl_weights)
-            return model.to(device)
+            return modality.fresh_model(n_classes, ssl_weights).to(device)
 
         folds = []
         for k, (tr, va) in enumerate(splits, 1):
@@ -174,12 +163,12 @@ def train(cfg: TrainConfig) -> Path:
                     f"({len(np.unique(table.groups[va]))} groups)")
             fitted = fit(fresh_model(), images[tr], table.labels[tr], cfg, schedule, device,
                          run.dir / "checkpoints" / f"fold{k}_last.pt", run.log, run.progress, f"Fold {k}",
-                         images[va], table.labels[va])
+                         images[va], table.labels[va], modality=modality)
             if not run.main:  # rank 0 evaluates and reports; the others only need the best epoch
                 folds.append({"best_epoch": fitted.best_epoch})
                 continue
             tick = time.perf_counter()
-            logits = predict_logits(fitted.model, images[va], IMAGENET_MEAN, IMAGENET_STD, device)
+            logits = modality.predict(fitted.model, images[va], device)
             eval_seconds = time.perf_counter() - tick
             probs = softmax(logits)
             va_distinct = va[np.isin(va, distinct)]
@@ -205,7 +194,8 @@ def train(cfg: TrainConfig) -> Path:
         def fit_final():
             run.log(f"final model: {len(all_train)} images, {final_epochs} epochs (median best epoch over folds)")
             return fit(fresh_model(), images[all_train], table.labels[all_train], cfg, schedule, device,
-                       run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs)
+                       run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs,
+                       modality=modality)
 
         if not run.main:  # under DDP the other ranks join the final fit, then leave the reports to rank 0
             fit_final()
@@ -223,14 +213,13 @@ def train(cfg: TrainConfig) -> Path:
 
         final = fit_final()
         plot_training_curves(final.history, run.dir / "final_curves.png", "Final model (all training data)")
-        contract = ModelContract(
-            classes=table.classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
-            name=f"simcardionet-{cfg.trunk}", model_version=f"{edgeecg.__version__}+{run.dir.name}",
-            trunk=cfg.trunk, temperature=calibration["temperature"], train_manifest_sha256=table.subset(all_train).manifest_sha256(),
+        contract = modality.contract(
+            table.classes, model_version=f"{edgeecg.__version__}+{run.dir.name}",
+            temperature=calibration["temperature"], train_manifest_sha256=table.subset(all_train).manifest_sha256(),
             extra={"cv_accuracy_mean": summary["accuracy"]["mean"], "cv_folds": cfg.folds},
         )
         save_checkpoint(run.dir / FINAL_MODEL, {
-            "model_config": mcfg.to_dict(), "state_dict": {k: v.cpu() for k, v in final.model.state_dict().items()},
+            "model_config": modality.model_config(n_classes).to_dict(), "state_dict": {k: v.cpu() for k, v in final.model.state_dict().items()},
             "contract": contract.__dict__, "train_config": cfg.__dict__})
 
         cv_seconds = sum(f["training_seconds"] + f["evaluation_seconds"] for f in folds)
@@ -271,6 +260,15 @@ def resume(run_dir: Path) -> Path:
     if cfg is None:
         raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
     cfg.out = str(run_dir)
+    return dispatch(cfg)
+
+
+def dispatch(cfg: TrainConfig) -> Path:
+    """The recipe `cfg` names: a labelled folder (image or signal branch), PTB-XL renders or PTB-XL signals."""
+    if cfg.dataset == "ptbxl" and cfg.modality == "signal":
+        from .ptbxl_signal import run_ptbxl_signal
+
+        return run_ptbxl_signal(cfg)
     if cfg.dataset == "ptbxl":
         from .ptbxl_train import run_ptbxl
 

@@ -1,0 +1,76 @@
+"""What a training run feeds its model: image crops (SimCardioNet) or digitized signals (the 1-D ResNet).
+
+`edgeecg train` runs one recipe (group folds, fine-tuning with early stopping,
+temperature scaling, final model, run folder) for either branch; a modality
+supplies the parts that differ: how a table's files become model inputs, the
+network, the training dataset, prediction and the model contract.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
+
+from . import distributed
+from .augment import finetune_train
+from .config import TrainConfig
+from .data import ImageTable, load_crops
+from .loops import CropDataset, predict_logits
+from .model import MODEL_PARTS, ModelConfig, build_model
+
+MODALITIES = ("image", "signal")
+
+
+def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
+    return ModelConfig(num_classes=n_classes, trunk=cfg.trunk, channels=cfg.channels, dropouts=cfg.dropouts,
+                       attention=cfg.attention, heads=cfg.heads, fusion_dim=cfg.fusion_dim,
+                       projection_dim=cfg.projection_dim)
+
+
+class ImageModality:
+    """SimCardioNet on the runtime's cached crops, ImageNet-normalised."""
+
+    name = "image"
+    loading = "cropping"
+    parts = MODEL_PARTS
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+
+    def inputs(self, table: ImageTable, advance, log) -> np.ndarray:
+        with distributed.main_first():  # rank 0 fills the crop cache, the other ranks read it
+            return load_crops(table, self.cfg.input_size, self.cfg.crop, self.cfg.crop_margin,
+                              max(1, self.cfg.workers), advance)
+
+    def model_config(self, n_classes: int) -> ModelConfig:
+        return model_config(self.cfg, n_classes)
+
+    def fresh_model(self, n_classes: int, weights: dict | None = None) -> torch.nn.Module:
+        """A new network; `weights` (SSL) replace the ImageNet start."""
+        model = build_model(self.model_config(n_classes), pretrained=self.cfg.pretrained and weights is None)
+        if weights is not None:
+            model.load_state_dict(weights)
+        return model
+
+    def train_dataset(self, x: np.ndarray, y: np.ndarray) -> Dataset:
+        return CropDataset(x, y, finetune_train(self.cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, self.cfg.domain_aug))
+
+    def predict(self, model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
+        return predict_logits(model, x, IMAGENET_MEAN, IMAGENET_STD, device)
+
+    def contract(self, classes: list[str], **fields) -> ModelContract:
+        cfg = self.cfg
+        return ModelContract(classes=classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
+                             trunk=cfg.trunk, **{"name": f"simcardionet-{cfg.trunk}", **fields})
+
+
+def modality_for(cfg: TrainConfig):
+    """The modality `cfg.modality` names."""
+    if cfg.modality == "signal":
+        from .signal_modality import SignalModality
+
+        return SignalModality(cfg)
+    return ImageModality(cfg)
