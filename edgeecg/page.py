@@ -36,6 +36,7 @@ EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not tr
 MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 6.0
+SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -47,7 +48,7 @@ class PageGeometry:
     upright: np.ndarray  # BGR uint8: the region warped upright (rows of trace run along x)
     px_per_mm: tuple[float, float]  # (along x, along y) of `upright`
     grid_period_px: tuple[float, float]  # measured period of the grid lines (x, y) in `upright` pixels
-    grid_period_mm: float  # 1.0 when the minor lines set the period, 5.0 when only major lines show
+    grid_period_mm: float  # along x: 1.0 when the minor lines set the period, 5.0 when only major lines show
     outline_box: bool  # True when the region came from a printed outline box
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
@@ -141,11 +142,16 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
     trace = grey_darkness(dark) > TRACE_DARKNESS
     grid = np.where(trace, 0.0, dark.max(axis=2))
     period_x = _grid_period(grid.mean(axis=0))
-    period_y = _grid_period(grid.mean(axis=1))
-    if period_x is None or period_y is None:
+    if period_x is None:
         raise NoGridFound()
     period_mm = _period_in_mm(trace, grid, period_x, row_span_s * speed_mm_per_s)
-    ppm = (period_x / period_mm, period_y / period_mm)
+    # the grid is square: y's period is sought near x's, at whichever spacing (1 or 5 mm) shows better along y
+    candidates = [(p, mm) for mm in (1.0, 5.0)
+                  for p in [_grid_period(grid.mean(axis=1), near=period_x / period_mm * mm)] if p is not None]
+    if not candidates:
+        raise NoGridFound()
+    period_y, period_mm_y = max(candidates, key=lambda c: _line_strength(grid.mean(axis=1), c[0]))
+    ppm = (period_x / period_mm, period_y / period_mm_y)
     if not all(MIN_PX_PER_MM <= v <= MAX_PX_PER_MM for v in ppm) or max(ppm) > 1.25 * min(ppm):
         raise NoGridFound("no ECG grid found (grid spacing not readable)")
     return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline)
@@ -201,8 +207,12 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     return order_clockwise(quad)
 
 
-def _grid_period(profile: np.ndarray) -> float | None:
-    """Period in pixels of the strongest line repetition in a grid-ink profile, refined on its harmonics."""
+def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None:
+    """Period in pixels of the strongest line repetition in a grid-ink profile, refined on its harmonics.
+
+    `near` (pixels) restricts the search to within 20 % of that period: the
+    other axis of the same grid, which differs by a photo's foreshortening only.
+    """
     n = len(profile)
     if n < 32:
         return None
@@ -214,24 +224,45 @@ def _grid_period(profile: np.ndarray) -> float | None:
     power = np.abs(np.fft.rfft(profile, pad)) ** 2
     freqs = np.fft.rfftfreq(pad)
     band = (freqs >= 1.0 / (5 * MAX_PX_PER_MM)) & (freqs <= 1.0 / 2.2)
+    if near is not None:
+        band &= (freqs >= 1.0 / (1.2 * near)) & (freqs <= 1.0 / (0.8 * near))
     if not band.any() or power[band].max() <= 0:
         return None
     peak = int(np.argmax(np.where(band, power, 0.0)))
     if power[peak] < MIN_PERIODICITY * np.median(power[band]):
         return None
     fundamental = _refine_peak(power, peak) / pad
+    # the strongest peak may be a harmonic (2.5 mm of a 5 mm grid, or the 1 mm lines of one): the true
+    # period is the longest whose every harmonic below the peak is really there (a comb, not shading)
+    for k in (() if near is not None else (5, 4, 3, 2)):
+        lines = [_peak_near(power, j * fundamental / k * pad) for j in range(1, k)]
+        if freqs[lines[0]] >= 1.0 / (5 * MAX_PX_PER_MM) and all(power[i] > SUBHARMONIC_SHARE * power[peak] for i in lines):
+            fundamental = _refine_peak(power, lines[0]) / pad
+            break
     # A harmonic pins the period down more precisely; use the highest strong one below Nyquist/2.
     best = fundamental
     for k in range(2, 12):
         f = k * fundamental
         if f > 0.4:
             break
-        index = int(round(f * pad))
-        window = slice(max(index - 8 * k, 1), index + 8 * k + 1)
-        local = int(np.argmax(power[window])) + window.start
+        local = _peak_near(power, f * pad, 8 * k)
         if power[local] > 0.1 * power[peak]:
             best = _refine_peak(power, local) / pad / k
     return float(1.0 / best)
+
+
+def _line_strength(profile: np.ndarray, period: float) -> float:
+    """How strongly the profile repeats with this period (power at its frequency over the median)."""
+    profile = profile - profile.mean()
+    n = len(profile)
+    phase = np.exp(-2j * np.pi * np.arange(n) / period)
+    return float(np.abs(np.dot(profile, phase)) ** 2 / max(np.median(np.abs(np.fft.rfft(profile)) ** 2), 1e-12))
+
+
+def _peak_near(power: np.ndarray, index: float, reach: int = 8) -> int:
+    """Index of the largest power within `reach` bins of `index`."""
+    window = slice(max(int(round(index)) - reach, 1), int(round(index)) + reach + 1)
+    return int(np.argmax(power[window])) + window.start
 
 
 def _refine_peak(power: np.ndarray, index: int) -> float:
