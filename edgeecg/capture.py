@@ -5,12 +5,15 @@ A phone or document camera held over a printout produces many useless frames
 without showing anything, for a frame that is sharp (variance of the
 Laplacian), steady (a few consecutive frames barely differ) and shows an ECG
 grid. `watch_folder` serves a scanner that drops files into a folder: each new
-image is handed over once its size has stopped changing, so a half-written
-scan is never read.
+image is handed over exactly once, as the bytes it was checked with: after its
+size, time and inode have stayed the same for a quiet period, re-checked while
+it is read, complete by its format's end marker (a stalled write is waited for,
+not reported) and with content not already handed over under that name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ import numpy as np
 from .crop import has_ecg_grid
 from .datasets import is_image
 from .errors import EdgeECGError
+from .imageio import looks_complete
 
 SHARPNESS_WIDTH = 640  # frames are measured at this width, so thresholds do not depend on resolution
 STABILITY_WIDTH = 160  # small enough to average out sensor noise
@@ -104,56 +108,133 @@ def capture_frame(
     raise EdgeECGError(f"{name}: no sharp, steady frame showing an ECG grid in {frames} frames ({why})")
 
 
+Signature = tuple[int, int, int]  # size, mtime_ns, inode: any change means the file is not settled
+
+
 def watch_folder(
     folder: str | Path,
-    callback: Callable[[Path], None],
-    poll_s: float = 1.0,
+    callback: Callable[[Path, bytes], None],
+    poll_s: float = 0.25,
     settle_s: float = 1.0,
     stop_after: int | None = None,
     on_ready: Callable[[], None] | None = None,
+    on_error: Callable[[Path, str], None] | None = None,
+    give_up_s: float = 30.0,
 ) -> int:
-    """Call `callback(path)` for each image that appears (or is rewritten) in `folder`; returns how many.
+    """Call `callback(path, data)` once for each image that appears (or is rewritten) in `folder`; returns how many.
 
-    Images already there at the start are left alone. A file is handed over once its size
-    and modification time have not changed for `settle_s`. Polls with os.scandir every
-    `poll_s`; Ctrl-C or `stop_after` handled images ends the watch. The callback handles
-    its own errors. `on_ready()` is called once the images already there are recorded:
-    anything written after it counts as new.
+    Images already there at the start are left alone. A file is handed over once its size, mtime and inode
+    have not changed for `settle_s` (the quiet period) and once more while it is read; a file whose bytes
+    stop before its format's end is retried until `give_up_s` after it settled, then handed over (the
+    reader reports it). The same content at the same name is handed over once. Polls every `poll_s`;
+    Ctrl-C or `stop_after` handed-over images ends the watch. An unreadable file or folder goes to
+    `on_error(path, message)` (default: ignored) and the watch goes on; the callback handles its own errors.
+    `on_ready()` is called once the images already there are recorded.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise EdgeECGError(f"{folder}: no such folder to watch")
-    seen = _snapshot(folder)  # path -> (size, mtime) of images already handled or present at start
-    pending: dict[str, tuple[tuple[int, int], float]] = {}  # path -> (signature, time first seen so)
-    handled = 0
+    watch = _Watch(folder, callback, settle_s, give_up_s, on_error or (lambda path, message: None))
     if on_ready is not None:
         on_ready()
     try:
-        while True:
-            now = time.monotonic()
-            current = _snapshot(folder)
-            for path, signature in sorted(current.items()):
-                if seen.get(path) == signature:
-                    continue
-                first = pending.get(path)
-                if first is None or first[0] != signature:
-                    pending[path] = (signature, now)
-                elif signature[0] > 0 and now - first[1] >= settle_s:
-                    del pending[path]
-                    seen[path] = signature
-                    handled += 1
-                    callback(Path(path))
-                    if stop_after is not None and handled >= stop_after:
-                        return handled
-            seen = {p: s for p, s in seen.items() if p in current}
-            pending = {p: v for p, v in pending.items() if p in current}
-            time.sleep(poll_s)
+        while stop_after is None or watch.handled < stop_after:
+            watch.poll(time.monotonic(), stop_after)
+            if stop_after is None or watch.handled < stop_after:
+                time.sleep(poll_s)
     except KeyboardInterrupt:
-        return handled
+        pass
+    return watch.handled
 
 
-def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    """path -> (size, mtime_ns) of the visible image files directly in `folder`."""
+class _Watch:
+    """The state of one watched folder between polls."""
+
+    def __init__(self, folder, callback, settle_s, give_up_s, on_error) -> None:
+        self.folder, self.callback, self.on_error = folder, callback, on_error
+        self.settle_s, self.give_up_s = settle_s, give_up_s
+        self.folder_error: str | None = None
+        self.seen: dict[str, Signature] = self._snapshot() or {}  # handled, reported, or there at the start
+        self.pending: dict[str, tuple[Signature, float]] = {}  # signature and since when it has not changed
+        self.digests: dict[str, str] = {}  # content handed over, per name
+        self.handled = 0
+
+    def poll(self, now: float, stop_after: int | None) -> None:
+        current = self._snapshot()
+        if current is None:
+            return
+        for path, signature in sorted(current.items()):
+            if stop_after is not None and self.handled >= stop_after:
+                break
+            if self.seen.get(path) == signature:
+                continue
+            first = self.pending.get(path)
+            if first is None or first[0] != signature:
+                self.pending[path] = (signature, now)
+            elif now - first[1] >= self.settle_s:
+                self._settled(path, signature, now - first[1] >= self.settle_s + self.give_up_s)
+        self.seen = {p: s for p, s in self.seen.items() if p in current}
+        self.pending = {p: v for p, v in self.pending.items() if p in current}
+        self.digests = {p: d for p, d in self.digests.items() if p in current}
+
+    def _settled(self, path: str, signature: Signature, waited_long: bool) -> None:
+        """Read a settled file; hand it over if it is still the same file, complete and new content."""
+        try:
+            data = _read_unchanged(Path(path), signature)
+        except EdgeECGError as exc:
+            self.seen[path] = signature
+            del self.pending[path]
+            self.on_error(Path(path), str(exc))
+            return
+        if data is None:  # changed while it was read: it has not settled after all
+            del self.pending[path]
+            return
+        if not looks_complete(data) and not waited_long:
+            return  # a stalled write: stays pending, read again at the next poll
+        self.seen[path] = signature
+        del self.pending[path]
+        digest = hashlib.sha256(data).hexdigest()
+        if self.digests.get(path) == digest:
+            return  # touched or rewritten with the same bytes: already handed over
+        self.digests[path] = digest
+        self.handled += 1
+        self.callback(Path(path), data)
+
+    def _snapshot(self) -> dict[str, Signature] | None:
+        """The folder's images now, or None when it cannot be listed (said once, then retried)."""
+        try:
+            found = _snapshot(self.folder)
+        except OSError as exc:
+            message = f"cannot list the watched folder ({exc.strerror or type(exc).__name__}); retrying"
+            if message != self.folder_error:
+                self.on_error(self.folder, message)
+            self.folder_error = message
+            return None
+        self.folder_error = None
+        return found
+
+
+def _read_unchanged(path: Path, signature: Signature) -> bytes | None:
+    """The file's bytes if it is still the file of `signature` before and after reading, else None."""
+    try:
+        with open(path, "rb") as fh:
+            if _signature(os.fstat(fh.fileno())) != signature:
+                return None
+            data = fh.read(signature[0] + 1)
+        after = _signature(os.stat(path))  # a rename may have put another file at this name meanwhile
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise EdgeECGError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
+    return data if after == signature and len(data) == signature[0] else None
+
+
+def _signature(info: os.stat_result) -> Signature:
+    return info.st_size, info.st_mtime_ns, info.st_ino
+
+
+def _snapshot(folder: Path) -> dict[str, Signature]:
+    """path -> signature of the visible regular files directly in `folder` with an image suffix."""
     found = {}
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -161,9 +242,8 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
                 continue
             try:
                 if entry.is_file():
-                    stat = entry.stat()
-                    found[entry.path] = (stat.st_size, stat.st_mtime_ns)
-            except FileNotFoundError:  # removed between listing and stat
+                    found[entry.path] = _signature(entry.stat())
+            except OSError:  # removed between listing and stat, or unreadable: the next poll sees it again
                 continue
     return found
 

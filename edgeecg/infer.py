@@ -9,6 +9,8 @@ so the model is fed exactly what it was validated on.
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 import time
 from pathlib import Path
 from time import perf_counter
@@ -21,7 +23,7 @@ from .atomic import write_bytes
 from .backends import Backend, file_sha256, probabilities
 from .crop import find_trace_quad, warp_quad
 from .errors import EdgeECGError
-from .imageio import read_image, to_bgr8
+from .imageio import decode_image, read_image, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
 
 MULTILABEL_THRESHOLD = 0.5
@@ -47,10 +49,18 @@ def classify_path(
     crop: bool | None = None,
     save_crop_dir: str | Path | None = None,
     top_k: int | None = None,
+    allow_corrupt: bool = False,
+    data: bytes | None = None,
 ) -> InferenceResult:
-    """Read an image file and classify it (see `classify_image`)."""
+    """Read an image file (or its bytes, already read as `data`) and classify it (see `classify_image`).
+
+    Data the decoder reports as corrupt is refused unless `allow_corrupt`.
+    """
     start = perf_counter()
-    image = read_image(path)
+    if data is None:
+        image = read_image(path, allow_corrupt=allow_corrupt)
+    else:
+        image = decode_image(data, str(path), allow_corrupt=allow_corrupt)
     decode_ms = (perf_counter() - start) * 1e3
     return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms)
 
@@ -115,8 +125,7 @@ def _classify(
     result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
     result["model"] = model_info(backend)
     if save_crop_dir is not None:
-        stem = path.stem if path is not None else time.strftime("frame-%Y%m%d-%H%M%S")
-        result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / f"{stem}.png"))
+        result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / crop_name(path)))
     end = perf_counter()
     result["ms"] = {
         "decode": round(decode_ms, 3),
@@ -126,6 +135,15 @@ def _classify(
         "total": round((end - start) * 1e3, 3),
     }
     return result
+
+
+def crop_name(path: Path | None) -> str:
+    """A crop's file name, unique per input: the stem and a hash of the full path, so a.jpg in two folders
+    never overwrite each other's crop (a camera frame: its time)."""
+    if path is None:
+        return time.strftime("frame-%Y%m%d-%H%M%S.png")
+    digest = hashlib.sha256(os.fsencode(os.path.abspath(path))).hexdigest()[:10]
+    return f"{path.stem}-{digest}.png"
 
 
 def save_model_view(rgb: np.ndarray, target: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -15,9 +16,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgeecg import capture
 from edgeecg.capture import DEFAULT_SHARPNESS, capture_frame, sharpness, watch_folder
 from edgeecg.errors import EdgeECGError
-from edgeecg.imageio import read_image
+from edgeecg.imageio import decode_image, read_image
 from helpers_onnx import run_cli, write_tiny_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,8 +125,9 @@ def test_watch_hands_over_only_new_complete_images(tmp_path, mendeley_dir):
     (tmp_path / "old.jpg").write_bytes(scan)  # already there: not new
     seen: list[tuple[str, tuple]] = []
 
-    def on_image(path: Path) -> None:
+    def on_image(path: Path, data: bytes) -> None:
         seen.append((path.name, read_image(path).shape))  # raises if the file were half-written
+        assert data == path.read_bytes()
 
     def scanner() -> None:
         time.sleep(0.2)
@@ -166,4 +169,140 @@ def test_cli_watch_classifies_new_scans_until_ctrl_c(tmp_path, tiny_model, mende
     finally:
         watcher.kill()
     assert watcher.returncode == 0
-    assert "stopped: 1 image(s) classified, 0 failed" in err and "Traceback" not in err
+    assert "stopped: 1 input(s): 1 classified, 0 refused, 0 failed" in err and "Traceback" not in err
+
+
+def _small_image(index: int, suffix: str) -> bytes:
+    """A distinct 64 x 64 image (noise seeded by `index`): small, so 300 of them are written in seconds."""
+    pixels = np.random.default_rng(index).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    return cv2.imencode(suffix, pixels)[1].tobytes()
+
+
+def _bursty_writes(folder: Path, count: int, quiet_s: float, handed: dict[str, int], lock) -> list[str]:
+    """Write `count` images the ways scanners and people do: at once, in quick chunks, stalled longer than
+    the quiet period mid-file, renamed into place, and over an earlier file once that one was handed over.
+    Returns the sha256 of every version written."""
+    written: list[str] = []
+    rng = np.random.default_rng(7)
+
+    def write(index: int) -> None:
+        kind = index % 5
+        data = _small_image(index, ".png" if index % 2 else ".jpg")
+        name = folder / f"scan{index % 60 if kind == 4 else index}{'.png' if index % 2 else '.jpg'}"
+        if kind == 4:  # an overwrite: only once the earlier version at this name was handed over
+            while name.exists() and not _was_handed(name, handed, lock):
+                time.sleep(0.01)
+        written.append(hashlib.sha256(data).hexdigest())
+        if kind == 1:  # chunked, quicker than the quiet period
+            with open(name, "wb") as fh:
+                for part in np.array_split(np.frombuffer(data, np.uint8), 4):
+                    fh.write(part.tobytes())
+                    fh.flush()
+                    time.sleep(quiet_s / 10)
+        elif kind == 2:  # stalls for longer than the quiet period mid-file
+            _write_slowly(name, data, pause_s=quiet_s * 2.5)
+        elif kind == 3:  # renamed into place from a hidden temporary name
+            hidden = folder / f".{name.name}.part"
+            hidden.write_bytes(data)
+            os.replace(hidden, name)
+        else:
+            name.write_bytes(data)
+
+    def writer(indices) -> None:
+        for index in indices:
+            time.sleep(float(rng.uniform(0, quiet_s / 3)))
+            write(int(index))
+
+    threads = [threading.Thread(target=writer, args=(range(t, count, 6),)) for t in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return written
+
+
+def _was_handed(name: Path, handed: dict[str, int], lock) -> bool:
+    try:
+        digest = hashlib.sha256(name.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return True
+    with lock:
+        return digest in handed
+
+
+@pytest.mark.timeout(60)
+def test_watch_hands_over_300_bursty_writes_exactly_once(tmp_path):
+    quiet_s = 0.15
+    handed: dict[str, int] = {}
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def on_image(path: Path, data: bytes) -> None:
+        assert decode_image(data, path.name).shape == (64, 64, 3)  # complete, never half-written
+        with lock:
+            digest = hashlib.sha256(data).hexdigest()
+            handed[digest] = handed.get(digest, 0) + 1
+
+    written: list[str] = []
+    writers = threading.Thread(target=lambda: written.extend(_bursty_writes(tmp_path, 300, quiet_s, handed, lock)))
+    writers.start()
+    watcher = threading.Thread(target=lambda: watch_folder(
+        tmp_path, on_image, poll_s=0.02, settle_s=quiet_s, stop_after=300,
+        on_error=lambda path, message: errors.append(message)))
+    watcher.start()
+    writers.join()
+    watcher.join(timeout=30)
+    assert not watcher.is_alive() and errors == []
+    assert len(written) == 300 and sorted(handed) == sorted(written)
+    assert set(handed.values()) == {1}
+
+
+@pytest.mark.timeout(30)
+def test_watch_skips_the_same_content_and_gives_up_on_a_file_cut_short(tmp_path):
+    handed: list[tuple[str, int]] = []
+    scan = _small_image(1, ".jpg")
+
+    def scanner() -> None:
+        time.sleep(0.1)
+        (tmp_path / "a.jpg").write_bytes(scan)
+        time.sleep(0.5)
+        os.utime(tmp_path / "a.jpg", ns=(time.time_ns(), time.time_ns()))  # touched: same bytes, new time
+        (tmp_path / "a.jpg").write_bytes(scan)  # rewritten with the same bytes
+        (tmp_path / "cut.jpg").write_bytes(scan[: len(scan) // 2])  # never finished
+        time.sleep(0.3)
+        (tmp_path / "b.jpg").write_bytes(_small_image(2, ".jpg"))
+
+    writer = threading.Thread(target=scanner)
+    writer.start()
+    watch_folder(tmp_path, lambda path, data: handed.append((path.name, len(data))), poll_s=0.02, settle_s=0.1,
+                 stop_after=3, give_up_s=0.6)
+    writer.join()
+    assert sorted(name for name, _ in handed) == ["a.jpg", "b.jpg", "cut.jpg"]
+    assert [n for name, n in handed if name == "cut.jpg"] == [len(scan) // 2]
+
+
+@pytest.mark.timeout(30)
+def test_watch_reports_an_unreadable_file_and_goes_on(tmp_path, monkeypatch):
+    real_open = open
+
+    def no_permission(path, *args, **kwargs):  # chmod 000 does not stop root, so refuse as the OS would
+        if Path(path).name == "locked.jpg":
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(capture, "open", no_permission, raising=False)
+    handed, errors = [], []
+
+    def scanner() -> None:
+        time.sleep(0.1)
+        (tmp_path / "locked.jpg").write_bytes(_small_image(1, ".jpg"))
+        time.sleep(0.3)
+        (tmp_path / "fine.jpg").write_bytes(_small_image(2, ".jpg"))
+
+    writer = threading.Thread(target=scanner)
+    writer.start()
+    watch_folder(tmp_path, lambda path, data: handed.append(path.name), poll_s=0.02, settle_s=0.1, stop_after=1,
+                 on_error=lambda path, message: errors.append((path.name, message)))
+    writer.join()
+    assert handed == ["fine.jpg"]
+    assert errors == [("locked.jpg", f"{tmp_path / 'locked.jpg'}: cannot read (Permission denied)")]
