@@ -7,6 +7,7 @@ a file or model path. CORS is off: the page at / is served by this app itself.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -117,10 +118,14 @@ def create_app(settings: ServeSettings, backend_factory: Callable[[], Backend] |
               summary="classify a printout image: the JSON of `edgeecg infer --json`")
     async def classify(request: Request) -> dict:
         data, kind = await _upload(request, settings)
-        result = await _run(pool, lambda backend: serve_jobs.classify(data, backend, settings.max_pixels))
-        metrics.observe_stages(result["ms"])
-        if settings.keep_dir is not None:
+
+        def job(backend: Backend) -> dict:
+            result = serve_jobs.classify(data, backend, settings.max_pixels)
             serve_jobs.keep(settings.keep_dir, data, kind, result)
+            return result
+
+        result = await _run(pool, job)
+        metrics.observe_stages(result["ms"])
         return result
 
     @app.post("/v1/digitize", dependencies=authorized, openapi_extra=IMAGE_BODY,
@@ -134,11 +139,14 @@ def create_app(settings: ServeSettings, backend_factory: Callable[[], Backend] |
         if layout is not None and layout not in LAYOUTS:
             raise HTTPException(400, f"unknown layout {layout!r}; known: {', '.join(sorted(LAYOUTS))}")
         data, kind = await _upload(request, settings)
-        summary, archive = await _run(
-            pool, lambda _backend: serve_jobs.digitize(data, settings.max_pixels, rate, layout, format.value))
+
+        def job(_backend: Backend) -> tuple[dict, bytes | None]:
+            summary, archive = serve_jobs.digitize(data, settings.max_pixels, rate, layout, format.value)
+            serve_jobs.keep(settings.keep_dir, data, kind, summary)
+            return summary, archive
+
+        summary, archive = await _run(pool, job)
         metrics.observe_stages(summary["ms"])
-        if settings.keep_dir is not None:
-            serve_jobs.keep(settings.keep_dir, data, kind, summary if archive else _without_leads(summary))
         if archive is None:
             return JSONResponse(summary)
         return Response(archive, media_type="application/zip",
@@ -154,7 +162,12 @@ def create_app(settings: ServeSettings, backend_factory: Callable[[], Backend] |
 
 
 async def _upload(request: Request, settings: ServeSettings) -> tuple[bytes, str]:
-    body = await read_body(request.headers, request.stream(), settings.max_upload_bytes)
+    """The image bytes and format; a client too slow to send them gets 408 (the time limit covers uploads too)."""
+    try:
+        body = await asyncio.wait_for(read_body(request.headers, request.stream(), settings.max_upload_bytes),
+                                      settings.timeout_s)
+    except asyncio.TimeoutError:
+        raise _Refusal(408, f"the upload took longer than the {settings.timeout_s:g} s limit", "timeout") from None
     data = image_bytes(body, request.headers.get("content-type", ""))
     return data, check_image(data, settings.max_pixels)
 
@@ -168,10 +181,6 @@ async def _run(pool: WorkerPool, job):
     except PoolTimeout:
         raise _Refusal(503, f"the request took longer than the {pool.timeout_s:g} s limit", "timeout",
                        {"Retry-After": str(max(1, math.ceil(pool.timeout_s / 2)))}) from None
-
-
-def _without_leads(summary: dict) -> dict:
-    return {key: value for key, value in summary.items() if key != "leads"}
 
 
 def _bearer(token: str | None) -> Callable[[Request], None]:

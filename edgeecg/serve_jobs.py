@@ -69,8 +69,14 @@ def digitize(data: bytes, max_pixels: int, rate: float, layout: str | None, fmt:
     return {**result.summary(), "ms": ms}, archive.getvalue()
 
 
-def keep(folder: Path, data: bytes, kind: str, result: dict) -> None:
-    """Save an upload and its result under `folder` (only with `edgeecg serve --keep`)."""
+def keep(folder: Path | None, data: bytes, kind: str, result: dict) -> None:
+    """Save an upload and its result under `folder` (`edgeecg serve --keep`; None keeps nothing).
+
+    A digitized page's signals are left out: they are read again from the kept image.
+    """
+    if folder is None:
+        return
+    result = {key: value for key, value in result.items() if key != "leads"}
     stem = f"{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}-{sha256(data).hexdigest()[:12]}"
     write_bytes(folder / f"{stem}{SUFFIXES.get(kind, '.img')}", data)
     write_bytes(folder / f"{stem}.json", json.dumps(result).encode())
