@@ -113,12 +113,12 @@ def digitize(
         raise EdgeECGError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     geometry = read_page(image_bgr, RECORD_S, mm_per_s)
     ppm_x, ppm_y = geometry.px_per_mm
-    trace, _ = ink_masks(geometry.upright, (ppm_x + ppm_y) / 2)
+    trace, _, weight = ink_masks(geometry.upright, (ppm_x + ppm_y) / 2)
     baselines = find_baselines(trace, ppm_y)
     if not baselines:
         raise NoTraceFound("no trace on the grid")
     labels = assign_rows(trace, baselines, (ppm_x + ppm_y) / 2)
-    rows = [r for r in (trace_row(labels, i, y, ppm_x) for i, y in enumerate(baselines)) if r is not None]
+    rows = [r for r in (trace_row(labels, weight, i, y) for i, y in enumerate(baselines)) if r is not None]
     if not rows:
         raise NoTraceFound("no trace on the grid")
 

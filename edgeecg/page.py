@@ -78,8 +78,9 @@ def grey_darkness(dark: np.ndarray) -> np.ndarray:
     return lightest - (darkest - lightest)
 
 
-def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray]:
-    """(trace ink, grid ink) as uint8 masks of an upright grid region.
+def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(trace ink, grid ink) as uint8 masks of an upright grid region, and the grey-ink darkness (float32)
+    that weighs each trace pixel when a stroke's centre is sought between pixels.
 
     Trace ink is dark in every channel. Straight lines longer than any trace
     feature (grid lines of a black grid, separator bars, the outline box) are
@@ -96,7 +97,8 @@ def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
-    return trace, cv2.bitwise_or(grid, straight & (grey_ink > TRACE_DARKNESS).astype(np.uint8))
+    grid = cv2.bitwise_or(grid, straight & (grey_ink > TRACE_DARKNESS).astype(np.uint8))
+    return trace, grid, np.clip(grey_ink, 0.0, 1.0).astype(np.float32)
 
 
 def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:

@@ -19,9 +19,11 @@ def synthetic_ecg(seed: int, fs: float = 500.0, seconds: float = RECORD_S) -> np
     beats = np.arange(rng.uniform(0.0, 0.5), seconds, 60.0 / rng.uniform(55, 95))
 
     def lead() -> np.ndarray:
-        waves = ((-0.2, 0.03, rng.uniform(0.05, 0.2)), (-0.02, 0.008, rng.uniform(-0.3, 0.0)),
-                 (0.0, 0.012, rng.uniform(0.3, 1.6)), (0.025, 0.01, rng.uniform(-0.5, 0.0)),
-                 (0.25, 0.05, rng.uniform(-0.1, 0.4)))
+        # (offset from the R peak s, width s, amplitude mV): P 100 ms, Q and S 20-25 ms, R 35 ms, T 170 ms wide
+        # (full width at half maximum), as in resting adult ECGs
+        waves = ((-0.18, 0.06, rng.uniform(0.05, 0.2)), (-0.035, 0.012, rng.uniform(-0.3, 0.0)),
+                 (0.0, 0.021, rng.uniform(0.3, 1.6)), (0.04, 0.015, rng.uniform(-0.5, 0.0)),
+                 (0.28, 0.1, rng.uniform(-0.1, 0.4)))
         offsets = t[None, :] - beats[:, None]
         return sum(a * np.exp(-(((offsets - dt) / w) ** 2)).sum(axis=0) for dt, w, a in waves)
 

@@ -116,15 +116,15 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
     return out
 
 
-def trace_row(rows: np.ndarray, row: int, baseline_y: float, px_per_mm: float) -> TraceRow | None:
-    """Curve of one row from its ink: one point per pixel column."""
+def trace_row(rows: np.ndarray, weight: np.ndarray, row: int, baseline_y: float) -> TraceRow | None:
+    """Curve of one row from its ink: one point per pixel column (`weight`: ink darkness, for sub-pixel centres)."""
     mask = rows == row + 1
     columns = np.nonzero(mask.any(axis=0))[0]
     if len(columns) < 2:
         return None
     runs = _column_runs(mask)
     chosen = _follow_stroke(runs, baseline_y, len(columns))
-    x, y = _column_points(chosen, _line_width(chosen))
+    x, y = _column_points(chosen, _line_width(chosen), _run_centroids(chosen, np.where(mask, weight, 0.0)))
     return TraceRow(baseline_y, x, y, float(columns[0]), float(columns[-1]))
 
 
@@ -168,12 +168,22 @@ def _line_width(runs: np.ndarray) -> float:
     return float(np.percentile(heights, 25))
 
 
-def _column_points(runs: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
+def _run_centroids(runs: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Darkness-weighted centre of each (x, top, bottom) run: the stroke's centre to a fraction of a pixel."""
+    cumulative = np.vstack([np.zeros((1, weight.shape[1])), np.cumsum(weight, axis=0)])
+    moment = np.vstack([np.zeros((1, weight.shape[1])), np.cumsum(weight * np.arange(weight.shape[0])[:, None], axis=0)])
+    x, top, bottom = runs[:, 0].astype(int), runs[:, 1].astype(int), runs[:, 2].astype(int) + 1
+    mass = cumulative[bottom, x] - cumulative[top, x]
+    centre = (moment[bottom, x] - moment[top, x]) / np.maximum(mass, 1e-9)
+    return np.where(mass > 0, centre, (runs[:, 1] + runs[:, 2]) / 2)
+
+
+def _column_points(runs: np.ndarray, width: float, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of the curve, one point per column: the run's centre, except where the run reaches
     past both neighbours (an R peak or S trough drawn within a few columns), where its far end is kept."""
     x, top, bottom = runs[:, 0], runs[:, 1] + (width - 1) / 2, runs[:, 2] - (width - 1) / 2
     top, bottom = np.minimum(top, bottom), np.maximum(top, bottom)
-    y = (top + bottom) / 2
+    y = np.where(bottom - top > 1.0, (top + bottom) / 2, centres)
     if len(x) < 3:
         return x, y
     tall = (bottom - top) > 1.0
