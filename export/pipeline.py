@@ -1,8 +1,10 @@
 """The full export from a training run: FP32 ONNX (parity-gated) -> FP16 -> INT8 -> TensorRT -> report.
 
-Every file is written through `atomic_path`, so a failed check or a crash
-leaves no half-written or unverified model behind. TensorRT, the GPU and all
-input data are checked first, before minutes of export work.
+The whole set is written into a staging folder that replaces the output
+folder only once every file is written and checked (`staging.staged_export`),
+so a failed check or a crash leaves the earlier set as it was, never a mix.
+TensorRT, the GPU and all input data are checked first, before minutes of
+export work.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from .options import ExportOptions, ExportResult, default_out_dir, engine_precis
 from .quantize import build_int8, fidelity, nodes_for_parts, prepare_for_quantization
 from .report import Artifact, print_artifacts, write_report
 from .scans import PreparedScans
+from .staging import staged_export
 from .ui import note, step
 from .verify import onnx_logits
 
@@ -73,8 +76,8 @@ class _Export:
         self.options, self.model, self.contract, self.verify = options, model, contract, verify
         self.int8_data, self.trt, self.device = int8_data, trt, device
         self.name = options.name or contract.name
-        self.out = options.out or default_out_dir(options.source)
-        self.result = ExportResult(self.out)
+        self.final_out = options.out or default_out_dir(options.source)
+        self.result = ExportResult(self.final_out)
         self.sections: dict = {
             "source": str(options.source), "options": jsonable(asdict(options)),
             "contract": json.loads(contract.to_json()),
@@ -88,7 +91,14 @@ class _Export:
         proto = export_onnx(self.model, self.contract, self.options.opset)
         if self.options.int8:
             nodes_for_parts(proto, self.options.int8_exclude)  # refuse an unknown part before writing anything
-        self.out.mkdir(parents=True, exist_ok=True)
+        with staged_export(self.final_out) as self.out:
+            self._write_set(proto)
+        for artifact in self.result.artifacts:
+            artifact.path = self.final_out / artifact.path.relative_to(self.out)
+        print_artifacts(self.result.artifacts, self.final_out)
+        return self.result
+
+    def _write_set(self, proto) -> None:
         self._fp32(proto)
         self._fp16(proto)
         if self.int8_data is not None:
@@ -97,8 +107,6 @@ class _Export:
             self.sections["tensorrt"] = [self._engine(p) for p in engine_precisions(self.options)]
         versions = {"torch": torch.__version__, **({"tensorrt": self.trt.__version__} if self.trt else {})}
         write_report(self.out / "export_report.json", self.result.artifacts, self.sections, versions)
-        print_artifacts(self.result.artifacts, self.out)
-        return self.result
 
     def _fp32(self, proto) -> None:
         fp32 = FORMATS["fp32"]

@@ -280,3 +280,11 @@ def test_plot_training_curves_supervised_and_ssl(tmp_path):
 def test_modules_never_import_torch():
     code = "import sys, edgeecg.metrics, edgeecg.train.plots; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_killed_plot_write_leaves_no_temporary_file_for_long(tmp_path):
+    dead = 2**22 + 12345  # above pid_max on Linux: no such process
+    left = tmp_path / f".curves.png.{dead}.k1ll3d.tmp"  # what a writer killed mid-save used to leave
+    left.write_bytes(b"")
+    plot_training_curves([{"epoch": 1, "train_loss": 1.0}, {"epoch": 2, "train_loss": 0.5}], tmp_path / "c.png", "t")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.png"]

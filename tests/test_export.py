@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -195,7 +196,7 @@ def test_failed_parity_writes_nothing(tiny_run, scan_dir, tmp_path, monkeypatch)
     out = tmp_path / "out"
     with pytest.raises(EdgeECGError, match="does not reproduce PyTorch"):
         run_export(ExportOptions(source=tiny_run, out=out, verify_data=scan_dir))
-    assert list(out.iterdir()) == []
+    assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
 def test_export_refuses_to_run_without_usable_scans_to_verify_on(tiny_run, tmp_path):
@@ -299,3 +300,45 @@ def test_a_foreign_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     code, _, err = run_cli(monkeypatch, capsys, "export", tmp_path / "other.pt")
     assert code == 2 and err.count("\n") == 1 and "not an edgeecg checkpoint" in err, err
+
+
+# --- atomic export sets (issue 15, part 5) ---------------------------------------------------------------------
+
+
+def test_a_failed_re_export_leaves_the_earlier_set_whole(tiny_run, scan_dir, tmp_path, monkeypatch):
+    out = tmp_path / "export"
+    options = ExportOptions(source=tiny_run, out=out, verify_data=scan_dir)
+    run_export(options)
+    (out / "notes.txt").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def killed(self, proto):  # dies after the new FP32 model is written, before FP16 and the report
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("edgeecg.export.pipeline._Export._fp16", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_export(options)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # no staging folder left
+    monkeypatch.undo()
+    (out / "tiny.onnx").unlink()
+    run_export(options)  # a complete re-export replaces the set and keeps what is not a model
+    assert (out / "tiny.onnx").is_file() and (out / "notes.txt").read_text() == "mine"
+
+
+def test_what_a_killed_export_left_is_cleaned_up_or_put_back(tmp_path):
+    from edgeecg.export.staging import recover
+
+    dead = 2**22 + 12345  # above pid_max on Linux: no such process
+    out = tmp_path / "export"
+    (tmp_path / f".export.export-{dead}").mkdir()  # a set half written
+    retired = tmp_path / f".export.retired-{dead}"  # killed between the two renames of the swap
+    retired.mkdir()
+    (retired / "tiny.onnx").write_bytes(b"old set")
+    recover(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+    assert (out / "tiny.onnx").read_bytes() == b"old set"
+    (out / f".tiny.onnx.{dead}.abc123.tmp").write_bytes(b"")  # atomic_path's file of a killed writer
+    (out / f".live.onnx.{os.getpid()}.abc123.tmp").write_bytes(b"")  # a running writer's: kept
+    recover(out)
+    assert sorted(p.name for p in out.iterdir()) == [f".live.onnx.{os.getpid()}.abc123.tmp", "tiny.onnx"]

@@ -3,12 +3,15 @@
 Torch-free. Figures are built with `matplotlib.figure.Figure` on an explicit
 Agg canvas instead of pyplot: no GUI backend is ever selected, nothing is left
 in pyplot's global figure registry (the leak its docs warn about for servers
-and long loops), and the caller's own pyplot state is untouched. Every file is
-written through `atomic_path`, so an interrupted save never leaves a broken image.
+and long loops), and the caller's own pyplot state is untouched. A figure is
+rendered in memory, then written atomically (`edgeecg.atomic`): an interrupted
+save never leaves a broken image, and temporary files of killed writers are
+removed before the next figure is written beside them.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from pathlib import Path
@@ -18,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from edgeecg.atomic import atomic_path
+from edgeecg.atomic import remove_stale_temps, write_bytes
 from edgeecg.errors import EdgeECGError
 
 _LOSS_KEYS = (("train_loss", "train"), ("val_loss", "validation"), ("loss", "loss"))
@@ -106,12 +109,14 @@ def _series(history: Sequence[Mapping[str, Any]], keys: Sequence[tuple[str, str]
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:
     target = Path(path)
-    # atomic_path's temporary name ends in .tmp, so the format comes from the target.
     file_format = target.suffix.lstrip(".").lower() or "png"
     canvas = FigureCanvasAgg(fig)
     if file_format not in canvas.get_supported_filetypes():
         raise EdgeECGError(f"cannot write a figure as {target.name}: use .png, .pdf or .svg")
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format=file_format, dpi=150)
+    image = io.BytesIO()
+    fig.savefig(image, format=file_format, dpi=150)  # slow: done before any file exists
     fig.clear()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target.parent)
+    write_bytes(target, image.getvalue())
     return target
