@@ -79,6 +79,8 @@ def test_forward_shapes_and_trunk_transfer():
     dataset = SignalDataset(np.stack([_page_like()] * 2), np.array([0, 1]), SPEC, mask_p=1.0)
     x, y = dataset[0]
     assert x.shape == (24, 1000) and x[12:].sum() == 11 * 250 + 1000
+    jittered, _ = SignalDataset(dataset.signals, dataset.targets, SPEC, augment=True)[0]
+    assert torch.isfinite(jittered).all() and 1000 - 20 <= jittered[12].sum() <= 1000  # shift <= 0.2 s
 
 
 def _train(args):

@@ -108,23 +108,41 @@ def panel_mask(signal: np.ndarray, rate: float, rng: np.random.Generator, misrea
     return out
 
 
+def jitter(signal: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """What differs between two readings of one ECG: gain (page and per lead), pen noise, a small time shift.
+
+    Gain x0.8-1.25 with +-10 % per lead, 0.02 mV noise, shift up to 0.2 s
+    (the gap it opens is unplotted, NaN).
+    """
+    out = signal * rng.uniform(0.8, 1.25) * rng.uniform(0.9, 1.1, signal.shape[1]).astype(np.float32)
+    out = out + rng.normal(0.0, 0.02, signal.shape).astype(np.float32)
+    shift = int(rng.integers(-int(0.2 * rate), int(0.2 * rate) + 1))
+    out = np.roll(out, shift, 0)
+    if shift > 0:
+        out[:shift] = np.nan
+    elif shift < 0:
+        out[shift:] = np.nan
+    return out.astype(np.float32)
+
+
 class SignalDataset(Dataset):
-    """(N, length, 12) signals -> (24, length) tensors; training records optionally panel-masked."""
+    """(N, length, 12) signals -> (24, length) tensors; training records optionally panel-masked and jittered."""
 
     def __init__(self, signals: np.ndarray, targets: np.ndarray, spec: SignalSpec, mask_p: float = 0.0,
-                 misread: float = 0.0, seed: int = 0):
+                 misread: float = 0.0, augment: bool = False, seed: int = 0):
         self.signals, self.targets, self.spec = signals, targets, spec
-        self.mask_p, self.misread, self.seed = mask_p, misread, seed
+        self.mask_p, self.misread, self.augment, self.seed = mask_p, misread, augment, seed
 
     def __len__(self) -> int:
         return len(self.signals)
 
     def __getitem__(self, i: int):
         signal = self.signals[i]
-        if self.mask_p > 0:
-            rng = np.random.default_rng([self.seed, i, int(torch.randint(2**31, ()).item())])
-            if rng.random() < self.mask_p:
-                signal = panel_mask(signal, self.spec.rate, rng, self.misread)
+        rng = np.random.default_rng([self.seed, i, int(torch.randint(2**31, ()).item())])
+        if self.mask_p > 0 and rng.random() < self.mask_p:
+            signal = panel_mask(signal, self.spec.rate, rng, self.misread)
+        if self.augment:
+            signal = jitter(signal, self.spec.rate, rng)
         return torch.from_numpy(model_input(signal, self.spec)), self.targets[i]
 
 

@@ -71,7 +71,7 @@ class SignalModality:
 
     def train_dataset(self, x: np.ndarray, y: np.ndarray) -> Dataset:
         mask_p = self.cfg.panel_mask if self.cfg.dataset == "ptbxl" else 0.0  # digitized pages are masked already
-        return SignalDataset(x, y, self.spec, mask_p, self.cfg.strip_misread, self.cfg.seed)
+        return SignalDataset(x, y, self.spec, mask_p, self.cfg.strip_misread, self.cfg.signal_aug, self.cfg.seed)
 
     def predict(self, model: torch.nn.Module, x: np.ndarray, device: torch.device) -> np.ndarray:
         return predict_signal_logits(model, x, self.spec, device)
