@@ -1,11 +1,18 @@
 """Digitization quality and speed: render -> digitize -> SNR per layout (clean and photo-like), plus LUDB printouts.
 
+Each page gets a random style (`edgeecg.render.random_options`: grid colour,
+paper tone, outline box or full-page grid, pulse position, labels, separators,
+header, simultaneous columns, strip lead) with the layout fixed; "photo" adds
+rotation, perspective, creases, blur, noise and JPEG. The signals are PTB-XL
+fold-9 records when `--ptbxl` is given (held out of every model's training),
+else synthetic ECGs (`edgeecg.synthetic`).
+
 Prints one table: per layout and condition, how often the layout was read,
 the median SNR (dB, best shift within +-0.2 s and offset, as in the PhysioNet
 Challenge 2024) and Pearson r over all leads, and the median page-reading +
 digitization time on this machine (one process; the machine is stated).
 
-    python benchmarks/digitize_snr.py --pages 5 [--ludb ../shared/data/ludb-printouts]
+    python benchmarks/digitize_snr.py --pages 5 [--ptbxl ../shared/data/ptbxl-subset] [--ludb ../shared/data/ludb-printouts]
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ from __future__ import annotations
 import argparse
 import csv
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,36 +28,50 @@ from edgeecg.digitize import digitize
 from edgeecg.errors import EdgeECGError
 from edgeecg.layouts import LAYOUTS, LEADS
 from edgeecg.machine import cpu_model
-from edgeecg.render import RenderOptions, render_printout
+from edgeecg.render import random_options, render_printout
 from edgeecg.signal_score import score_lead
 from edgeecg.synthetic import synthetic_ecg
 
 FS = 500.0
 
 
-def _score(truth: np.ndarray, estimate: np.ndarray) -> list:
-    return [s for s in (score_lead(truth[:, i], estimate[:, i], FS) for i in range(len(LEADS))) if s is not None]
+def _score(truth: np.ndarray, estimate: np.ndarray, rate: float) -> list:
+    return [s for s in (score_lead(truth[:, i], estimate[:, i], rate) for i in range(len(LEADS))) if s is not None]
 
 
-def _render_rows(pages: int) -> list[tuple]:
+def _signals(pages: int, ptbxl: Path | None) -> list[tuple[np.ndarray, float]]:
+    """(signal mV, rate) per page: PTB-XL fold-9 records in ecg_id order, or synthetic ECGs."""
+    if ptbxl is None:
+        return [(synthetic_ecg(seed, FS), FS) for seed in range(pages)]
+    import wfdb
+
+    table = list(csv.DictReader(open(ptbxl / "ptbxl_database.csv")))
+    held_out = [row for row in table if row["strat_fold"] == "9"][:pages]
+    records = [wfdb.rdrecord(str(ptbxl / row["filename_lr"])) for row in held_out]
+    return [(r.p_signal[:, [[n.lower() for n in r.sig_name].index(lead.lower()) for lead in LEADS]].astype(np.float32),
+             float(r.fs)) for r in records]
+
+
+def _render_rows(pages: int, ptbxl: Path | None) -> list[tuple]:
     rows = []
+    signals = _signals(pages, ptbxl)
     for name in LAYOUTS:
-        for condition, base in (("clean", RenderOptions()), ("photo", RenderOptions.photo())):
+        for condition in ("clean", "photo"):
             found, snrs, rs, ms = 0, [], [], []
-            for seed in range(pages):
-                signal = synthetic_ecg(seed, FS)
-                page = render_printout(signal, FS, replace(base, layout=name), seed=seed)
+            for seed, (signal, rate) in enumerate(signals):
+                options = random_options(seed, photo=condition == "photo", layout=name)
+                page = render_printout(np.nan_to_num(signal), rate, options, seed=seed)
                 start = time.perf_counter()
                 try:
-                    result = digitize(page.image, rate=FS)
+                    result = digitize(page.image, rate=rate)
                 except EdgeECGError:
                     continue
                 ms.append((time.perf_counter() - start) * 1e3)
                 found += result.layout == name
-                scores = _score(signal - page.baseline_mv, result.signal)
+                scores = _score(np.nan_to_num(signal) - page.baseline_mv, result.signal, rate)
                 snrs += [s.snr_db for s in scores]
                 rs += [s.pearson_r for s in scores]
-            rows.append((name, condition, f"{found}/{pages}", _median(snrs), _median(rs), _median(ms)))
+            rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), _median(ms)))
     return rows
 
 
@@ -72,8 +92,7 @@ def _ludb_row(folder: Path, limit: int) -> tuple:
             continue
         ms.append((time.perf_counter() - start) * 1e3)
         found += result.layout == "3x4+1"
-        scores = [s for s in (score_lead(record.p_signal[:, j], result.signal[:, i], record.fs)
-                              for i, j in enumerate(order)) if s is not None]
+        scores = _score(record.p_signal[:, order], result.signal, record.fs)
         snrs += [s.snr_db for s in scores]
         rs += [s.pearson_r for s in scores]
     return ("3x4+1 (LUDB, ECGMiner)", "jpeg q75", f"{found}/{len(entries)}", _median(snrs), _median(rs), _median(ms))
@@ -86,13 +105,15 @@ def _median(values: list) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=5, help="renders per layout and condition")
+    parser.add_argument("--ptbxl", type=Path, help="PTB-XL folder: render its fold-9 records instead of synthetic ECGs")
     parser.add_argument("--ludb", type=Path, help="folder of the LUDB printouts (manifest.csv, images/, records/)")
     parser.add_argument("--ludb-limit", type=int, default=100)
     args = parser.parse_args()
-    rows = _render_rows(args.pages)
+    rows = _render_rows(args.pages, args.ptbxl)
     if args.ludb:
         rows.append(_ludb_row(args.ludb, args.ludb_limit))
-    print(f"machine: {cpu_model()}, one process")
+    source = f"PTB-XL fold 9 ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
+    print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, random styles")
     print("| layout | pages | layout read | median SNR dB | median r | median ms |")
     print("|---|---|---|---|---|---|")
     for name, condition, found, snr, r, ms in rows:

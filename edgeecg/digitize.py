@@ -35,6 +35,7 @@ PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
 PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
+SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate this well show the same window
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
@@ -204,7 +205,7 @@ def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: floa
             break
         width = (stop - first) / ppm_x
         plateau = envelope[first:stop]
-        top = float(np.max(plateau))
+        top = float(np.median(plateau[plateau >= 0.8 * plateau.max()]))  # the edge columns aside
         flat = np.mean(np.abs(plateau - top) <= 0.08 * top)  # a pulse is flat-topped (its edge columns aside); a QRS is not
         if PULSE_WIDTH_MM[0] <= width <= PULSE_WIDTH_MM[1] and PULSE_MM[0] <= top <= PULSE_MM[1] and flat >= 0.6:
             return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
@@ -224,7 +225,7 @@ def _trace_gap(envelope: np.ndarray, after: int, ppm_x: float) -> float:
 
 
 def _gain(pulse_heights: list[float], fixed: float | None) -> tuple[float, str]:
-    """mm per mV: as given, else from the pulses (rounded to the standard 5/10/20 when within 15 %), else 10."""
+    """mm per mV: as given, else from the pulses (rounded to the standard 5/10/20 when within 20 %), else 10."""
     if fixed is not None:
         if not fixed > 0:
             raise EdgeECGError(f"mm per mV must be positive, got {fixed}")
@@ -233,7 +234,7 @@ def _gain(pulse_heights: list[float], fixed: float | None) -> tuple[float, str]:
         return GAIN_MM_PER_MV, "default"
     measured = float(np.median(pulse_heights))
     for standard in (5.0, 10.0, 20.0):
-        if abs(measured / standard - 1) <= 0.15:
+        if abs(measured / standard - 1) <= 0.2:
             return standard, "pulse"
     return measured, "pulse"
 
@@ -257,34 +258,44 @@ def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:
 
 
 def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tuple[Layout, bool]:
-    """The rhythm strips' leads and whether columns are simultaneous, by correlating strips with panels.
-
-    Without a strip, simultaneous columns are recognised by their beats lining up across columns.
-    """
-    strip_rows = [len(layout.grid) + k for k in range(len(layout.rhythm)) if len(layout.grid) + k < len(rows)]
+    """Whether columns are simultaneous, then each rhythm strip's lead: the panel it matches sample by sample."""
     if layout.columns == 1:
         return layout, False
     n = 250
-    best = None
-    for simultaneous in (False, True):
-        grid_panels = [p for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)]
-        panel_values = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, n)
-                        for p in grid_panels}
-        leads, total = [], 0.0
-        for r in strip_rows:
-            scores = {}
-            for p, panel in panel_values.items():
-                strip = values(rows[r], p.t0, p.t1, n)
-                scores[p.lead] = max(scores.get(p.lead, -1.0), _likeness(strip, panel))
-            lead = max(scores, key=scores.get)
-            leads.append(lead)
-            total += scores[lead]
-        if not strip_rows:
-            total = _column_agreement(panel_values) if simultaneous else 0.5
-        if best is None or total > best[0]:
-            best = (total, simultaneous, tuple(leads) or layout.rhythm)
-    _, simultaneous, leads = best
-    return layout.with_rhythm(leads), simultaneous
+    strip_rows = [len(layout.grid) + k for k in range(len(layout.rhythm)) if len(layout.grid) + k < len(rows)]
+    simultaneous = _simultaneous(layout, rows, values, strip_rows, n)
+    panels = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, n)
+              for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)}
+    leads = []
+    for r in strip_rows:
+        scores = {p.lead: _likeness(values(rows[r], p.t0, p.t1, n), panel) for p, panel in panels.items()}
+        leads.append(max(scores, key=scores.get))
+    return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous
+
+
+def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list[int], n: int) -> bool:
+    """Do all columns show the record's first window? Beats fall at the same moments in every lead, so
+    compare each later column's beat activity with the strip's at both candidate times (or, with no strip,
+    with the first column's)."""
+    width = layout.column_s
+    later = [(row, column) for row in range(min(len(layout.grid), len(rows))) for column in range(1, layout.columns)]
+    if not later:
+        return False
+    same, successive = [], []
+    for row, column in later:
+        panel = _activity(values(rows[row], column * width, (column + 1) * width, n))
+        references = [values(rows[r], 0.0, width, n) for r in strip_rows] or [values(rows[row], 0.0, width, n)]
+        same += [_correlation(panel, _activity(ref)) for ref in references]
+        successive += [_correlation(panel, _activity(values(rows[r], column * width, (column + 1) * width, n)))
+                       for r in strip_rows]
+    if not strip_rows:
+        return float(np.mean(same)) > SIMULTANEOUS_AGREEMENT
+    return float(np.mean(same)) > float(np.mean(successive))
+
+
+def _activity(values: np.ndarray) -> np.ndarray:
+    """Where the pen moves fast: |slope|, which peaks at every QRS whatever the lead."""
+    return np.abs(np.diff(np.nan_to_num(values - np.nanmedian(values) if np.isfinite(values).any() else values)))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -312,16 +323,6 @@ def _likeness(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a[ok] - np.median(a[ok]), b[ok] - np.median(b[ok])
     error = np.sqrt(np.mean((a - b) ** 2))
     return float(1.0 - error / max(np.sqrt(np.mean(a**2)) + np.sqrt(np.mean(b**2)), 1e-9) * 2)
-
-
-def _column_agreement(panel_values: dict) -> float:
-    """How well beats line up across columns: mean correlation of the activity (|slope|) of column 0 with the others."""
-    def activity(v: np.ndarray) -> np.ndarray:
-        return np.abs(np.diff(np.nan_to_num(v)))
-
-    firsts = {p.row: activity(v) for p, v in panel_values.items() if p.column == 0}
-    scores = [_correlation(firsts[p.row], activity(v)) for p, v in panel_values.items() if p.column > 0 and p.row in firsts]
-    return float(np.mean(scores)) if scores else 0.0
 
 
 def _quality(signal: np.ndarray, printed: np.ndarray, rate: float) -> dict[str, LeadQuality]:

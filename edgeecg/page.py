@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .crop import NoGridFound, _coarse_quad, find_trace_quad, order_clockwise
+from .crop import SIDE_BAND, NoGridFound, _coarse_quad, _refine_quad, find_trace_quad, order_clockwise
 
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
 TRACE_DARKNESS = 0.3  # a pixel this much darker than the paper, in grey, is trace/text ink ...
@@ -37,6 +37,8 @@ MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: bel
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 6.0
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
+OUTLINE_PREFERENCE = 1.25  # a printed box wins unless the ruled area straightens the grid this much better
+STRAIGHTNESS_SIDE = 800  # pixels: the copy on which the two candidate regions are compared
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -160,15 +162,35 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
 
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
-    """(corners, from an outline box?): the printed box when it frames most of the ruled area, else that area."""
+    """(corners, from an outline box?): the printed box when it frames most of the ruled area and
+    straightens the grid at least as well as the ruled area's own outline does, else that outline."""
     ruled = _ruled_quad(image)
     try:
         outline = find_trace_quad(image)
     except NoGridFound:
         return ruled, False
-    if cv2.contourArea(outline) >= MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
+    if cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
+        return ruled, False
+    # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright
+    if _straightness(image, outline) * OUTLINE_PREFERENCE >= _straightness(image, ruled):
         return outline, True
     return ruled, False
+
+
+def _straightness(image: np.ndarray, quad: np.ndarray) -> float:
+    """How sharply the grid lines repeat across and down the region once `quad` is warped upright
+    (a tilted warp smears them): the weaker axis's spectral peak over its median, on a small copy."""
+    small_quad = quad * (STRAIGHTNESS_SIDE / max(image.shape[:2]))
+    small = cv2.resize(image, None, fx=STRAIGHTNESS_SIDE / max(image.shape[:2]),
+                       fy=STRAIGHTNESS_SIDE / max(image.shape[:2]), interpolation=cv2.INTER_AREA)
+    dark = darkness(_warp(small, small_quad), 5)
+    grid = np.where(grey_darkness(dark) > TRACE_DARKNESS, 0.0, dark.max(axis=2))
+    return min(_peak_ratio(grid.mean(axis=0)), _peak_ratio(grid.mean(axis=1)))
+
+
+def _peak_ratio(profile: np.ndarray) -> float:
+    power = np.abs(np.fft.rfft((profile - profile.mean()) * np.hanning(len(profile)))) ** 2
+    return float(power[2:].max() / max(np.median(power[2:]), 1e-12)) if len(power) > 4 else 0.0
 
 
 def _odd(value: float) -> int:
@@ -201,10 +223,14 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * ruled.size:
         raise NoGridFound()
-    ys, xs = np.nonzero(labels == largest)
+    region = (labels == largest).astype(np.uint8)
+    ys, xs = np.nonzero(region)
     quad = _coarse_quad(np.column_stack([xs, ys]).astype(np.int32))
     if quad is None:
         raise NoGridFound()
+    # the largest inscribed quad leans on corners that stick out (a header block): fit each side to the edge instead
+    edge_ys, edge_xs = np.nonzero(region - cv2.erode(region, np.ones((3, 3), np.uint8)))
+    quad = _refine_quad(np.column_stack([edge_xs, edge_ys]).astype(np.float32), quad, SIDE_BAND * max(region.shape))
     quad = np.clip((quad + 0.5) * factor - 0.5, 0, [w - 1, h - 1])
     return order_clockwise(quad)
 
