@@ -19,7 +19,7 @@ lead the page really gave.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .crop import NoGridFound
 from .errors import EdgeECGError
 from .layouts import GAIN_MM_PER_MV, LAYOUTS, LEADS, RECORD_S, SPEED_MM_PER_S, Layout, Panel
 from .page import PageGeometry, ink_masks, read_page
-from .trace import TraceRow, assign_rows, find_baselines, sample_curve, trace_row
+from .trace import TraceRow, assign_rows, find_baselines, sample_curve, trace_rows
 
 DEFAULT_RATE = 500.0
 PULSE_MM = (3.0, 25.0)  # a calibration pulse is between 3 and 25 mm tall (5, 10 or 20 mm/mV) ...
@@ -35,6 +35,8 @@ PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
 PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
+STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
+STRIP_MAX_LAG_STEPS = 5  # ... up to this many either way (20 ms: about 2 px at 25 mm/s and 4 px/mm)
 SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate this well show the same window
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
@@ -119,7 +121,7 @@ def digitize(
     if not baselines:
         raise NoTraceFound("no trace on the grid")
     labels = assign_rows(trace, baselines, (ppm_x + ppm_y) / 2)
-    rows = [r for r in (trace_row(labels, weight, i, y) for i, y in enumerate(baselines)) if r is not None]
+    rows = trace_rows(labels, weight, baselines)
     if not rows:
         raise NoTraceFound("no trace on the grid")
 
@@ -139,7 +141,10 @@ def digitize(
 
     chosen = LAYOUTS[layout] if layout else _layout_from_rows(rows, duration, values)
     chosen = Layout(chosen.name, chosen.grid, chosen.rhythm, duration)
-    chosen, simultaneous = _read_rhythm_and_columns(chosen, rows, values)
+    chosen, simultaneous, lags = _read_rhythm_and_columns(chosen, rows, values)
+    for k, lag in enumerate(lags):  # put each strip on its panels' time axis
+        strip = rows[len(chosen.grid) + k]
+        rows[len(chosen.grid) + k] = replace(strip, x=strip.x - lag * mm_per_s * ppm_x)
     panels = [p for p in chosen.panels(simultaneous) if p.row < len(rows)]
 
     n = int(round(duration * rate))
@@ -257,20 +262,30 @@ def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:
     return LAYOUTS["12x1"] if count > 6 else LAYOUTS["3x4+3"]
 
 
-def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tuple[Layout, bool]:
-    """Whether columns are simultaneous, then each rhythm strip's lead: the panel it matches sample by sample."""
+def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tuple[Layout, bool, list[float]]:
+    """Whether columns are simultaneous; each rhythm strip's lead (the panel it matches sample by sample)
+    and its lag behind that panel in seconds (carts may start the strip a few ms apart)."""
     if layout.columns == 1:
-        return layout, False
+        return layout, False, []
     n = 250
     strip_rows = [len(layout.grid) + k for k in range(len(layout.rhythm)) if len(layout.grid) + k < len(rows)]
     simultaneous = _simultaneous(layout, rows, values, strip_rows, n)
-    panels = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, n)
+    fine = int(round(layout.column_s / STRIP_STEP_S))
+    panels = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, fine)
               for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)}
-    leads = []
+    leads, lags = [], []
     for r in strip_rows:
-        scores = {p.lead: _likeness(values(rows[r], p.t0, p.t1, n), panel) for p, panel in panels.items()}
-        leads.append(max(scores, key=scores.get))
-    return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous
+        scores = {}
+        for p, panel in panels.items():
+            for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1):
+                lag = step * STRIP_STEP_S
+                score = _likeness(values(rows[r], p.t0 + lag, p.t1 + lag, fine), panel)
+                if score > scores.get(p.lead, (-np.inf, 0.0))[0]:
+                    scores[p.lead] = (score, lag)
+        lead = max(scores, key=lambda name: scores[name][0])
+        leads.append(lead)
+        lags.append(scores[lead][1])
+    return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous, lags
 
 
 def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list[int], n: int) -> bool:

@@ -38,7 +38,7 @@ MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 6.0
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
 OUTLINE_PREFERENCE = 1.25  # a printed box wins unless the ruled area straightens the grid this much better
-STRAIGHTNESS_SIDE = 800  # pixels: the copy on which the two candidate regions are compared
+STRAIGHTNESS_SIDE = 480  # pixels: the copy on which the two candidate regions are compared
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -62,22 +62,25 @@ class PageGeometry:
         return cv2.perspectiveTransform(pts, matrix).reshape(-1, 2)
 
 
-def darkness(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
-    """float32 (H, W, 3): 1 - pixel / local paper level, per channel (0 = paper, 1 = black)."""
-    image = image_bgr.astype(np.float32)
-    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
-    paper = cv2.blur(cv2.dilate(image, kernel), (kernel_px * 2 + 1, kernel_px * 2 + 1))
-    return 1.0 - image / np.maximum(paper, 1.0)
+def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """(grey-ink darkness, grid-ink darkness) as float32 (H, W) maps, 0 on paper and up to 1 on black.
 
-
-def grey_darkness(dark: np.ndarray) -> np.ndarray:
-    """How dark a pixel is as grey ink: its lightest channel's darkness less its colourfulness.
-
-    Black or grey trace ink is dark in every channel alike; coloured grid ink,
-    however dark, is much darker in some channels than in others.
+    Each channel's darkness is 1 - pixel / local paper level (the brightest
+    level nearby, so shading cancels). Grey ink (trace, text) is dark in every
+    channel alike; coloured grid ink, however dark, is much darker in some
+    channels than in others. So grey-ink darkness is the lightest channel's
+    darkness less the spread between channels, and grid-ink darkness is the
+    darkest channel's.
     """
-    lightest, darkest = dark.min(axis=2), dark.max(axis=2)
-    return lightest - (darkest - lightest)
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
+    channels = []
+    for channel in cv2.split(image_bgr):
+        plane = channel.astype(np.float32)
+        paper = cv2.blur(cv2.dilate(plane, kernel), (kernel_px * 2 + 1, kernel_px * 2 + 1))
+        channels.append(1.0 - plane / np.maximum(paper, 1.0))
+    lightest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
+    darkest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
+    return 2.0 * lightest - darkest, darkest
 
 
 def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -88,10 +91,9 @@ def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np
     feature (grid lines of a black grid, separator bars, the outline box) are
     removed from it and counted as grid.
     """
-    dark = darkness(upright_bgr, _odd(PAPER_KERNEL_MM * px_per_mm))
-    grey_ink = grey_darkness(dark)
+    grey_ink, grid_ink = darkness(upright_bgr, _odd(PAPER_KERNEL_MM * px_per_mm))
     trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
-    grid = ((dark.max(axis=2) > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
+    grid = ((grid_ink > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
     long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
@@ -142,9 +144,9 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     quad, outline = _grid_quad(image_bgr)
     upright = _warp(image_bgr, quad)
-    dark = darkness(upright, 9)
-    trace = grey_darkness(dark) > TRACE_DARKNESS
-    grid = np.where(trace, 0.0, dark.max(axis=2))
+    grey_ink, grid_ink = darkness(upright, 9)
+    trace = grey_ink > TRACE_DARKNESS
+    grid = np.where(trace, 0.0, grid_ink)
     period_x = _grid_period(grid.mean(axis=0))
     if period_x is None:
         raise NoGridFound()
@@ -183,8 +185,8 @@ def _straightness(image: np.ndarray, quad: np.ndarray) -> float:
     small_quad = quad * (STRAIGHTNESS_SIDE / max(image.shape[:2]))
     small = cv2.resize(image, None, fx=STRAIGHTNESS_SIDE / max(image.shape[:2]),
                        fy=STRAIGHTNESS_SIDE / max(image.shape[:2]), interpolation=cv2.INTER_AREA)
-    dark = darkness(_warp(small, small_quad), 5)
-    grid = np.where(grey_darkness(dark) > TRACE_DARKNESS, 0.0, dark.max(axis=2))
+    grey_ink, grid_ink = darkness(_warp(small, small_quad), 5)
+    grid = np.where(grey_ink > TRACE_DARKNESS, 0.0, grid_ink)
     return min(_peak_ratio(grid.mean(axis=0)), _peak_ratio(grid.mean(axis=1)))
 
 
@@ -211,8 +213,8 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     factor = max(1, -(-max(h, w) // 640))
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
-    dark = darkness(small, 7)
-    grid = ((dark.max(axis=2) > GRID_DARKNESS) & (grey_darkness(dark) < TRACE_DARKNESS)).astype(np.uint8)
+    grey_ink, grid_ink = darkness(small, 7)
+    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS)).astype(np.uint8)
     # the ruled area is where grid ink is dense on every scale of a few squares
     density = cv2.blur(grid.astype(np.float32), (15, 15))
     ruled = (density > 0.12).astype(np.uint8)
@@ -224,13 +226,14 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * ruled.size:
         raise NoGridFound()
     region = (labels == largest).astype(np.uint8)
-    ys, xs = np.nonzero(region)
-    quad = _coarse_quad(np.column_stack([xs, ys]).astype(np.int32))
+    framed = cv2.copyMakeBorder(region, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # the frame's edge counts as edge
+    edge_ys, edge_xs = np.nonzero(framed - cv2.erode(framed, np.ones((3, 3), np.uint8)))
+    edge = np.column_stack([edge_xs - 1, edge_ys - 1]).clip(0, [region.shape[1] - 1, region.shape[0] - 1])
+    quad = _coarse_quad(edge.astype(np.int32))  # the hull of a region is the hull of its edge
     if quad is None:
         raise NoGridFound()
     # the largest inscribed quad leans on corners that stick out (a header block): fit each side to the edge instead
-    edge_ys, edge_xs = np.nonzero(region - cv2.erode(region, np.ones((3, 3), np.uint8)))
-    quad = _refine_quad(np.column_stack([edge_xs, edge_ys]).astype(np.float32), quad, SIDE_BAND * max(region.shape))
+    quad = _refine_quad(edge.astype(np.float32), quad, SIDE_BAND * max(region.shape))
     quad = np.clip((quad + 0.5) * factor - 0.5, 0, [w - 1, h - 1])
     return order_clockwise(quad)
 

@@ -116,16 +116,31 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
     return out
 
 
-def trace_row(rows: np.ndarray, weight: np.ndarray, row: int, baseline_y: float) -> TraceRow | None:
-    """Curve of one row from its ink: one point per pixel column (`weight`: ink darkness, for sub-pixel centres)."""
-    mask = rows == row + 1
+def trace_rows(rows: np.ndarray, weight: np.ndarray, baselines: list[float]) -> list[TraceRow]:
+    """Curve of each row from its ink (`rows` from `assign_rows`; `weight`: ink darkness, for sub-pixel centres)."""
+    ys, xs = np.nonzero(rows)
+    labels = rows[ys, xs]
+    traced = []
+    for row, baseline_y in enumerate(baselines):
+        band = ys[labels == row + 1]
+        if len(band) == 0:
+            continue
+        top, bottom = int(band.min()), int(band.max()) + 1  # work on the row's own band only
+        found = _trace_band(rows[top:bottom] == row + 1, weight[top:bottom], baseline_y - top)
+        if found is not None:
+            x, y, first, last = found
+            traced.append(TraceRow(baseline_y, x, y + top, first, last))
+    return traced
+
+
+def _trace_band(mask: np.ndarray, weight: np.ndarray, baseline_y: float):
+    """(x, y, first column, last column) of the curve drawn in `mask`, one point per pixel column."""
     columns = np.nonzero(mask.any(axis=0))[0]
     if len(columns) < 2:
         return None
-    runs = _column_runs(mask)
-    chosen = _follow_stroke(runs, baseline_y, len(columns))
+    chosen = _follow_stroke(_column_runs(mask), baseline_y, len(columns))
     x, y = _column_points(chosen, _line_width(chosen), _run_centroids(chosen, np.where(mask, weight, 0.0)))
-    return TraceRow(baseline_y, x, y, float(columns[0]), float(columns[-1]))
+    return x, y, float(columns[0]), float(columns[-1])
 
 
 def _column_runs(mask: np.ndarray) -> np.ndarray:
