@@ -15,7 +15,7 @@ from edgeecg.crop import NoGridFound
 from edgeecg.digitize import NoTraceFound, digitize
 from edgeecg.errors import EdgeECGError
 from edgeecg.layouts import LAYOUTS, LEADS
-from edgeecg.render import RenderOptions, render_printout
+from edgeecg.render import RenderOptions, random_options, render_printout
 from edgeecg.signal_score import score_lead
 from edgeecg.synthetic import synthetic_ecg
 
@@ -43,16 +43,41 @@ def test_every_layout_is_read_back_from_a_clean_render(layout):
     assert np.median([s.snr_db for s in scores]) > 6.0
 
 
+@pytest.mark.parametrize("photo", [False, True])
+def test_pages_of_random_styles_are_read(photo):
+    """Grid colours, paper tones, full-page grids, pulses at either end or none, headers, strips: most pages read."""
+    read, correlations = 0, []
+    for seed, name in enumerate(sorted(LAYOUTS)):
+        options = random_options(seed, photo=photo, layout=name)
+        try:
+            result, scores = _round_trip(options, seed=seed)
+        except EdgeECGError:
+            continue
+        read += result.layout == name
+        correlations.append(np.median([s.pearson_r for s in scores]))
+    assert read >= (5 if not photo else 4), read
+    assert np.median(correlations) > (0.85 if not photo else 0.7)
+
+
 def test_scale_is_measured_from_the_grid():
     for ppm in (3.0, 6.0):
         result, _ = _round_trip(RenderOptions(px_per_mm=ppm))
         assert result.px_per_mm == pytest.approx((ppm, ppm), rel=0.01)
 
 
-@pytest.mark.parametrize("strip", ["II", "V1", "V5"])
+@pytest.mark.parametrize("strip", ["II", "III", "V1", "V5"])
 def test_rhythm_strip_lead_is_read_not_assumed(strip):
     result, _ = _round_trip(RenderOptions(layout="3x4+1", rhythm_leads=(strip,)), seed=5)
     assert [p.lead for p in result.panels if p.rhythm] == [strip]
+
+
+@pytest.mark.parametrize("strips", ["3x4", "3x4+1"])
+def test_simultaneous_columns_are_recognised(strips):
+    result, scores = _round_trip(RenderOptions(layout=strips, simultaneous=True), seed=2)
+    assert result.simultaneous
+    assert np.median([s.pearson_r for s in scores]) > 0.8
+    successive, _ = _round_trip(RenderOptions(layout=strips), seed=2)
+    assert not successive.simultaneous
 
 
 def test_a_page_without_outline_box_is_read():
