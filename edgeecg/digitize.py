@@ -80,6 +80,11 @@ class Digitized:
     def partial(self) -> bool:
         return len(self.leads_found) < len(LEADS)
 
+    @property
+    def pen_mm(self) -> float:
+        """How wide the trace is drawn (a blurred photo smears it wide)."""
+        return float(np.median([row.pen_px for row in self.rows])) / self.px_per_mm[1]
+
     def summary(self) -> dict:
         """JSON-ready description: layout, scale and per-lead quality."""
         return {
@@ -185,7 +190,7 @@ def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[
                 break
             x_start, x_end = float(x[0]), float(x[-1])
         if len(x) >= 2:
-            cut.append(TraceRow(row.baseline_y, x, y, x_start, x_end))
+            cut.append(TraceRow(row.baseline_y, x, y, x_start, x_end, row.pen_px))
     return cut, heights
 
 

@@ -1,4 +1,9 @@
-"""Classify one ECG printout image: decode -> crop -> preprocess -> model -> probabilities.
+"""Classify one ECG printout image: decode -> quality gate -> crop -> preprocess -> model -> probabilities.
+
+The quality gate (`edgeecg.gate`) reads the page first: a page without a
+readable 12-lead ECG is refused with its reason instead of being diagnosed
+(`force=True` classifies it anyway, and the result says so). The page
+reading (layout, scale, per-lead quality) goes into every result.
 
 Each stage is timed separately, so a clinic engineer sees where the
 milliseconds go on their device. The stages are the pieces of
@@ -23,6 +28,7 @@ from .atomic import write_bytes
 from .backends import Backend, file_sha256, probabilities
 from .crop import find_trace_quad, warp_quad
 from .errors import EdgeECGError
+from .gate import Verdict, assess
 from .imageio import decode_image, read_image, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
 
@@ -41,6 +47,10 @@ class InferenceResult(TypedDict, total=False):
     crop: list[list[float]]  # region fed to the model: 4 corners in input pixels, clockwise from top-left
     model: dict[str, str]  # name, version, file, sha256, precision, backend
     saved_crop: str  # where --save-crop wrote what the model saw
+    refused: str  # why the page was not diagnosed (then no label or probs)
+    forced: str  # the gate's refusal that `force` overrode
+    gate: dict  # the gate's evidence: grid, trace, leads found, pen width, heart rate
+    page: dict  # the page reading: layout, columns, rhythm leads, scale, per-lead quality
 
 
 def classify_path(
@@ -51,6 +61,8 @@ def classify_path(
     top_k: int | None = None,
     allow_corrupt: bool = False,
     data: bytes | None = None,
+    force: bool = False,
+    allow_partial: bool = False,
 ) -> InferenceResult:
     """Read an image file (or its bytes, already read as `data`) and classify it (see `classify_image`).
 
@@ -62,7 +74,7 @@ def classify_path(
     else:
         image = decode_image(data, str(path), allow_corrupt=allow_corrupt)
     decode_ms = (perf_counter() - start) * 1e3
-    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms)
+    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms, force, allow_partial)
 
 
 def classify_image(
@@ -71,9 +83,15 @@ def classify_image(
     crop: bool | None = None,
     save_crop_dir: str | Path | None = None,
     top_k: int | None = None,
+    force: bool = False,
+    allow_partial: bool = False,
 ) -> InferenceResult:
-    """Classify a decoded image; `crop=None` follows the model's contract, False feeds the whole frame."""
-    return _classify(image_bgr, backend, crop, save_crop_dir, top_k, None, perf_counter(), 0.0)
+    """Classify a decoded image; `crop=None` follows the model's contract, False feeds the whole frame.
+
+    A page the quality gate refuses gets `refused` (its reason) and no label, unless `force`;
+    a partial capture (fewer than 12 leads) is refused unless `allow_partial`.
+    """
+    return _classify(image_bgr, backend, crop, save_crop_dir, top_k, None, perf_counter(), 0.0, force, allow_partial)
 
 
 def _classify(
@@ -85,10 +103,18 @@ def _classify(
     path: Path | None,
     start: float,
     decode_ms: float,
+    force: bool,
+    allow_partial: bool,
 ) -> InferenceResult:
     contract = backend.contract
     image = to_bgr8(image)
     use_crop = contract.crop if crop is None else crop
+
+    g0 = perf_counter()
+    verdict = assess(image, allow_partial=allow_partial)
+    gate_ms = (perf_counter() - g0) * 1e3
+    if not verdict.readable and not force:
+        return _refusal(verdict, backend, path, decode_ms, gate_ms, start)
 
     t0 = perf_counter()
     if use_crop:
@@ -123,17 +149,41 @@ def _classify(
         result["labels"] = [contract.classes[i] for i in order if probs[i] > MULTILABEL_THRESHOLD]
     result["probs"] = {contract.classes[i]: round(float(probs[i]), 6) for i in shown}
     result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
+    result.update(_page_fields(verdict))
+    if not verdict.readable:
+        result["forced"] = verdict.reason
     result["model"] = model_info(backend)
     if save_crop_dir is not None:
         result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / crop_name(path)))
     end = perf_counter()
     result["ms"] = {
         "decode": round(decode_ms, 3),
+        "gate": round(gate_ms, 3),
         "crop": round((t1 - t0) * 1e3, 3),
         "preprocess": round((t2 - t1) * 1e3, 3),
         "model": round((t3 - t2) * 1e3, 3),
         "total": round((end - start) * 1e3, 3),
     }
+    return result
+
+
+def _page_fields(verdict: Verdict) -> dict:
+    """What the gate saw, for the result: its evidence and, when the page was read, the page summary."""
+    fields: dict = {"gate": verdict.evidence}
+    if verdict.reading is not None:
+        fields["page"] = verdict.reading.summary()
+    return fields
+
+
+def _refusal(verdict: Verdict, backend: Backend, path: Path | None, decode_ms: float, gate_ms: float,
+             start: float) -> InferenceResult:
+    """The result for a page the gate refused: the reason and the evidence, no label."""
+    result: InferenceResult = {"path": str(path) if path is not None else None, "task": backend.contract.task,
+                               "refused": verdict.reason}
+    result.update(_page_fields(verdict))
+    result["model"] = model_info(backend)
+    result["ms"] = {"decode": round(decode_ms, 3), "gate": round(gate_ms, 3),
+                    "total": round((perf_counter() - start) * 1e3, 3)}
     return result
 
 

@@ -47,8 +47,10 @@ from .registry import DEFAULT_MODEL, list_models, resolve_model
 @click.option("--quiet-period", type=click.FloatRange(min=0.0), default=1.0, show_default=True,
               help="--watch: seconds a file's size and time must stay unchanged before it is read")
 @click.option("--allow-corrupt", is_flag=True, help="classify images whose decoder reports corrupt data")
+@click.option("--force", is_flag=True, help="diagnose pages the quality gate refuses (the result says it was forced)")
+@click.option("--allow-partial", is_flag=True, help="diagnose partial captures (fewer than 12 leads readable)")
 def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, threads, camera, watch,
-          quiet_period, allow_corrupt) -> None:
+          quiet_period, allow_corrupt, force, allow_partial) -> None:
     """Classify ECG printout images (files or folders), a camera frame or a watched folder."""
     sources = sum([bool(paths), camera is not None, watch is not None])
     if sources != 1:
@@ -56,7 +58,7 @@ def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, thread
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # every problem is reported by us, once
     model = open_backend(resolve_model(model_name), backend=backend, threads=threads)
     options = dict(crop=False if no_crop else None, save_crop_dir=save_crop, top_k=top_k,
-                   allow_corrupt=allow_corrupt)
+                   allow_corrupt=allow_corrupt, force=force, allow_partial=allow_partial)
     if camera is not None:
         failed = _classify_camera(camera, model, options, as_json)
     elif watch is not None:
@@ -110,7 +112,7 @@ def _classify_paths(paths: tuple[Path, ...], model: Backend, options: dict, as_j
                 progress.advance(task)
     if len(inputs) > 1:
         click.echo(tally.summary(), err=True)
-    return tally.failed
+    return tally.failed + tally.refused  # no diagnosis for an input is worth a non-zero exit
 
 
 class Tally:
@@ -171,7 +173,7 @@ def _classify_camera(source: str, model: Backend, options: dict, as_json: bool) 
         return 1
     result["path"] = f"camera:{source}"
     click.echo(_format(result, as_json))
-    return 0
+    return 1 if result.get("refused") else 0
 
 
 def _watch(folder: Path, model: Backend, options: dict, as_json: bool, quiet_s: float) -> int:
@@ -270,6 +272,8 @@ def _emitter(progress) -> Callable[..., None]:
 def _format(result: dict, as_json: bool) -> str:
     if as_json:
         return json.dumps(result)
+    if result.get("refused"):
+        return f"{display(result['path'])}: refused: {display(result['refused'])}"
     probs = " | ".join(f"{display(name)} {p:.3f}" for name, p in result["probs"].items())
     if result["task"] == "multilabel":
         verdict = "labels: " + (", ".join(map(display, result["labels"])) or "none above 0.5")
@@ -277,6 +281,12 @@ def _format(result: dict, as_json: bool) -> str:
         verdict = display(result["label"])
     ms = ", ".join(f"{stage} {v:.1f}" for stage, v in result["ms"].items())
     lines = [f"{display(result['path'])}: {verdict}", f"  {probs}", f"  ms: {ms}"]
+    if result.get("forced"):
+        lines.insert(2, f"  forced past the quality gate, which refused it: {display(result['forced'])}")
+    if "page" in result:
+        page = result["page"]
+        lines.insert(2, f"  page: {page['layout']} ({page['columns']} columns), {len(page['leads_found'])} leads, "
+                        f"{page['scale']['px_per_mm'][0]:.2f} px/mm, {page['scale']['mm_per_mv']:g} mm/mV")
     if "saved_crop" in result:
         lines.append(f"  crop saved to {display(result['saved_crop'])}")
     return "\n".join(lines)

@@ -35,7 +35,7 @@ GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in 
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
-MIN_PERIODICITY = 6.0
+MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
 OUTLINE_PREFERENCE = 1.25  # a printed box wins unless the ruled area straightens the grid this much better
 STRAIGHTNESS_SIDE = 480  # pixels: the copy on which the two candidate regions are compared
@@ -254,13 +254,12 @@ def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None
     pad = 16 * n
     power = np.abs(np.fft.rfft(profile, pad)) ** 2
     freqs = np.fft.rfftfreq(pad)
-    band = (freqs >= 1.0 / (5 * MAX_PX_PER_MM)) & (freqs <= 1.0 / 2.2)
-    if near is not None:
-        band &= (freqs >= 1.0 / (1.2 * near)) & (freqs <= 1.0 / (0.8 * near))
+    whole = (freqs >= 1.0 / (5 * MAX_PX_PER_MM)) & (freqs <= 1.0 / 2.2)
+    band = whole & (freqs >= 1.0 / (1.2 * near)) & (freqs <= 1.0 / (0.8 * near)) if near is not None else whole
     if not band.any() or power[band].max() <= 0:
         return None
     peak = int(np.argmax(np.where(band, power, 0.0)))
-    if power[peak] < MIN_PERIODICITY * np.median(power[band]):
+    if power[peak] < MIN_PERIODICITY * np.median(power[whole]):
         return None
     fundamental = _refine_peak(power, peak) / pad
     # the strongest peak may be a harmonic (2.5 mm of a 5 mm grid, or the 1 mm lines of one): the true

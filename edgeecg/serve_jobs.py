@@ -42,6 +42,8 @@ def classify(data: bytes, backend: Backend, max_pixels: int) -> InferenceResult:
     """`edgeecg infer --json`'s result for an upload, decoding time included."""
     image, decode_ms = decode(data, max_pixels)
     result = classify_image(image, backend)
+    if result.get("refused"):  # the quality gate's reason, as the page-reading errors are reported
+        raise EdgeECGError(result["refused"])
     result["ms"]["decode"] = round(decode_ms, 3)
     result["ms"]["total"] = round(result["ms"]["total"] + decode_ms, 3)
     return result

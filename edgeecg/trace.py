@@ -37,6 +37,7 @@ class TraceRow:
     y: np.ndarray  # float64: the curve's y there (image rows grow downwards)
     x_start: float  # first and last column with trace ink
     x_end: float
+    pen_px: float = 1.0  # the stroke's width where it runs flat
 
 
 def find_baselines(trace: np.ndarray, px_per_mm_y: float) -> list[float]:
@@ -128,19 +129,20 @@ def trace_rows(rows: np.ndarray, weight: np.ndarray, baselines: list[float]) -> 
         top, bottom = int(band.min()), int(band.max()) + 1  # work on the row's own band only
         found = _trace_band(rows[top:bottom] == row + 1, weight[top:bottom], baseline_y - top)
         if found is not None:
-            x, y, first, last = found
-            traced.append(TraceRow(baseline_y, x, y + top, first, last))
+            x, y, first, last, pen = found
+            traced.append(TraceRow(baseline_y, x, y + top, first, last, pen))
     return traced
 
 
 def _trace_band(mask: np.ndarray, weight: np.ndarray, baseline_y: float):
-    """(x, y, first column, last column) of the curve drawn in `mask`, one point per pixel column."""
+    """(x, y, first column, last column, pen width) of the curve drawn in `mask`, one point per pixel column."""
     columns = np.nonzero(mask.any(axis=0))[0]
     if len(columns) < 2:
         return None
     chosen = _follow_stroke(_column_runs(mask), baseline_y, len(columns))
-    x, y = _column_points(chosen, _line_width(chosen), _run_centroids(chosen, np.where(mask, weight, 0.0)))
-    return x, y, float(columns[0]), float(columns[-1])
+    pen = _line_width(chosen)
+    x, y = _column_points(chosen, pen, _run_centroids(chosen, np.where(mask, weight, 0.0)))
+    return x, y, float(columns[0]), float(columns[-1]), pen
 
 
 def _column_runs(mask: np.ndarray) -> np.ndarray:

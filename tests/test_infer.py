@@ -158,7 +158,7 @@ def test_classify_path_on_a_real_scan(models, scans):
     assert list(result["probs"]) == sorted(CLASSES, key=lambda c: -result["probs"][c])
     assert result["label"] == next(iter(result["probs"]))
     assert np.isclose(sum(result["probs"].values()), 1.0, atol=1e-4)
-    assert set(result["ms"]) == {"decode", "crop", "preprocess", "model", "total"}
+    assert set(result["ms"]) == {"decode", "gate", "crop", "preprocess", "model", "total"}
     assert result["ms"]["total"] >= result["ms"]["crop"] + result["ms"]["model"]
     height, width = read_image(scans[0]).shape[:2]
     quad = np.array(result["crop"])
@@ -204,11 +204,16 @@ def test_saved_crop_is_what_the_model_saw(tmp_path, models, scans):
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]  # no temporary file left behind
 
 
-def test_image_without_a_grid_is_refused_unless_cropping_is_off(models, text_page):
+def test_image_without_a_grid_is_refused_unless_forced(models, text_page):
     backend = open_backend(models["tiny"])
-    with pytest.raises(NoGridFound, match="no ECG grid found"):
-        classify_path(text_page, backend)
-    assert classify_path(text_page, backend, crop=False)["crop"] == [[0, 0], [799, 0], [799, 599], [0, 599]]
+    refused = classify_path(text_page, backend)
+    assert refused["refused"] == "no ECG grid found" and refused["gate"] == {"grid": False}
+    assert "label" not in refused and "probs" not in refused
+    with pytest.raises(NoGridFound, match="no ECG grid found"):  # forced: the cropper itself still needs a grid
+        classify_path(text_page, backend, force=True)
+    forced = classify_path(text_page, backend, crop=False, force=True)
+    assert forced["forced"] == "no ECG grid found" and forced["label"] in CLASSES
+    assert forced["crop"] == [[0, 0], [799, 0], [799, 599], [0, 599]]
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -241,16 +246,17 @@ def test_batch_goes_on_past_bad_inputs_and_exits_1(tmp_path, models, scans, text
     assert list(results) == ["a_scan.jpg", "b_broken.jpg", "c_page.png", "d_scan.jpg", "absent.jpg"]
     assert "label" in results["a_scan.jpg"] and "label" in results["d_scan.jpg"]
     assert results["b_broken.jpg"]["error"] == "truncated JPEG (no end-of-image marker)"
-    assert results["c_page.png"]["error"] == "no ECG grid found"
+    assert results["c_page.png"]["refused"] == "no ECG grid found" and "label" not in results["c_page.png"]
     assert results["absent.jpg"]["error"] == "no such file"
-    assert "5 input(s): 2 classified, 0 refused, 3 failed" in err and "Traceback" not in err
+    assert "5 input(s): 2 classified, 1 refused, 2 failed" in err and "Traceback" not in err
 
 
 def test_human_output_and_no_crop(models, text_page, tmp_path, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", models["tiny"], "--no-crop", "--top-k", "2",
-                             "--save-crop", tmp_path / "seen", text_page)
+                             "--save-crop", tmp_path / "seen", "--force", text_page)
     assert code == 0 and err == ""
-    first, probs, ms, saved = out.splitlines()
+    first, probs, forced, ms, saved = out.splitlines()
+    assert forced.strip() == "forced past the quality gate, which refused it: no ECG grid found"
     assert first.startswith(f"{text_page}: ") and first.split(": ")[1] in CLASSES
     assert probs.count("|") == 1  # two classes shown
     assert ms.strip().startswith("ms: decode") and "total" in ms

@@ -1,0 +1,95 @@
+"""The quality gate: is there an ECG on this page that the runtime could actually read?
+
+A classifier answers whatever it is shown, so blank grid paper, a page with
+its traces erased or a chart on graph paper get confident diagnoses. The gate
+asks the page reader instead, and refuses with a plain reason:
+
+- "no ECG grid found": no ruled grid (a text page, a scene, a photo of a desk);
+- "no trace on the grid": the grid is there but nothing is drawn on it;
+- "image too blurred": the trace is smeared wider than any printer draws it;
+- "only N of 12 leads": part of the page is missing (a partial capture);
+- "no heartbeat in the traces": what is drawn has no beats at a human rate
+  (a bar chart, scribbles), or is flat.
+
+Torch-free; it reuses the digitizer's reading, which the signal model needs anyway.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .crop import NoGridFound
+from .digitize import Digitized, NoTraceFound, digitize
+from .layouts import LEADS
+
+MAX_PEN_MM = 1.5  # printers draw 0.2-0.5 mm lines (a coarse JPEG scan smears them to 1 mm); wider is out of focus
+MIN_BPM, MAX_BPM = 20.0, 250.0
+MIN_BEAT_LEADS = 0.5  # at least this share of the read leads must show beats at a human rate
+MIN_LEAD_PTP_MV = 0.05  # a lead that moves less than this is a flat line
+BEAT_GAP_S = 0.25  # two beats are at least this far apart (240 bpm)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The gate's answer: `reason` is None when the page can be diagnosed."""
+
+    reason: str | None
+    evidence: dict = field(default_factory=dict)
+    reading: Digitized | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def readable(self) -> bool:
+        return self.reason is None
+
+
+def assess(image_bgr: np.ndarray, allow_partial: bool = False, rate: float = 500.0) -> Verdict:
+    """Read the page and say whether it holds a diagnosable 12-lead ECG, with the evidence."""
+    try:
+        reading = digitize(image_bgr, rate=rate)
+    except NoGridFound:
+        return Verdict("no ECG grid found", {"grid": False})
+    except NoTraceFound:
+        return Verdict("no trace on the grid", {"grid": True, "trace": False})
+    evidence = {"grid": True, "trace": True, "layout": reading.layout, "leads_found": len(reading.leads_found),
+                "pen_mm": round(reading.pen_mm, 3)}
+    if reading.pen_mm > MAX_PEN_MM:
+        return Verdict("image too blurred", evidence, reading)
+    moving = [i for i, lead in enumerate(LEADS) if lead in reading.leads_found and _ptp(reading.signal[:, i]) >= MIN_LEAD_PTP_MV]
+    rates = [bpm for bpm in (beats_per_minute(reading.signal[:, i], reading.rate) for i in moving) if bpm is not None]
+    human = [bpm for bpm in rates if MIN_BPM <= bpm <= MAX_BPM]
+    evidence.update(moving_leads=len(moving), heart_rate_bpm=round(float(np.median(human)), 1) if human else None)
+    if not moving or len(human) < MIN_BEAT_LEADS * len(reading.leads_found):
+        return Verdict("no heartbeat in the traces", evidence, reading)
+    if reading.partial and not allow_partial:
+        return Verdict(f"only {len(reading.leads_found)} of 12 leads", evidence, reading)
+    return Verdict(None, evidence, reading)
+
+
+def _ptp(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.ptp(finite)) if len(finite) else 0.0
+
+
+def beats_per_minute(values: np.ndarray, rate: float) -> float | None:
+    """Heart rate from the QRS complexes of one lead's plotted stretches (None when under 1.5 s is plotted).
+
+    A QRS is where the trace moves fastest: peaks of |slope| above a third of
+    the lead's largest, at least BEAT_GAP_S apart.
+    """
+    plotted = np.isfinite(values)
+    if plotted.sum() < 1.5 * rate:
+        return None
+    slope = np.abs(np.diff(np.where(plotted, values, np.nan)))
+    width = max(1, int(0.04 * rate))
+    activity = np.convolve(np.nan_to_num(slope), np.ones(width) / width, mode="same")
+    threshold = np.nanmax(activity) / 3
+    above = activity > threshold
+    starts = np.nonzero(above & ~np.r_[False, above[:-1]])[0]
+    beats = [starts[0]] if len(starts) else []
+    for start in starts[1:]:
+        if start - beats[-1] >= BEAT_GAP_S * rate:
+            beats.append(start)
+    seconds = plotted.sum() / rate
+    return 60.0 * len(beats) / seconds
