@@ -13,6 +13,7 @@ from edgeecg.signal_input import SignalSpec, model_input, resample
 from edgeecg.train.checkpoint import load_checkpoint
 from edgeecg.train.cli import train as train_command
 from edgeecg.train.signal_data import SignalDataset, panel_mask
+from edgeecg.train.signal_eval import evaluate
 from edgeecg.train.signal_model import SignalNetConfig, build_signal_model, load_trunk
 
 SPEC = SignalSpec()  # 100 Hz x 10 s
@@ -117,6 +118,11 @@ def test_tiny_mendeley_signal_run_from_ptbxl_trunk(tmp_path, mendeley_dir, ptbxl
     assert state["contract"]["extra"]["init_from"] == str(ptbxl_signal_run)
     assert state["contract"]["extra"]["digitizer"]["source_key"]
     assert state["model_config"]["num_classes"] == 4
+    files = [sorted((mendeley_dir / c).glob("*"))[0] for c in state["contract"]["classes"]]
+    listing = tmp_path / "heldout.csv"
+    listing.write_text("file,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
+    scored = evaluate(out, listing)
+    assert scored["files"] == 4 and 0.0 <= scored["per_file"]["accuracy"] <= 1.0
 
 
 def test_image_only_settings_are_refused_for_signals(tmp_path, mendeley_dir):

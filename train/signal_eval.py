@@ -1,0 +1,66 @@
+"""Score a finished Mendeley signal run on scans it never saw (the held-out `calib_data/heldout_eval.csv`).
+
+Group CV picks the configuration, so its figures carry a little selection
+optimism; the held-out groups were excluded from every fold and from the final
+model, so scoring the final model on them once is the honest check.
+Usage: python -m edgeecg.train.signal_eval RUN_DIR LISTING [--json OUT]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+
+from edgeecg.backends import softmax
+from edgeecg.errors import EdgeECGError
+from edgeecg.atomic import write_text
+from edgeecg.metrics import classification_metrics
+from edgeecg.signal_input import SignalSpec
+
+from .checkpoint import load_checkpoint
+from .data import load_table, one_per_group
+from .run import _jsonable
+from .signal_data import load_digitized, predict_signal_logits
+from .signal_model import SignalNetConfig, build_signal_model
+
+
+def evaluate(run_dir: str | Path, listing: str | Path, workers: int = 2) -> dict:
+    """Per-file and one-file-per-group metrics of the run's final model (with its temperature) on `listing`."""
+    state = load_checkpoint(run_dir)
+    contract, extra = state["contract"], state["contract"].get("extra", {})
+    if extra.get("modality") != "signal" or contract.get("task") != "multiclass":
+        raise EdgeECGError(f"{run_dir}: not a multiclass signal run")
+    signal = extra["signal"]
+    spec = SignalSpec(signal["rate"], signal["seconds"], signal["norm"], signal["clip"], tuple(signal["leads"]))
+    model = build_signal_model(SignalNetConfig.from_dict(state["model_config"]))
+    model.load_state_dict(state["state_dict"])
+    table = load_table(listing, workers=workers)
+    if table.classes != contract["classes"]:
+        raise EdgeECGError(f"{listing}: classes {table.classes} differ from the model's {contract['classes']}")
+    signals, _ = load_digitized(table, spec, workers)
+    probs = softmax(predict_signal_logits(model, signals, spec, torch.device("cpu")), contract["temperature"])
+    distinct = one_per_group(table)
+    return {"run": str(run_dir), "listing": str(listing), "files": len(table), "groups": table.n_groups,
+            "per_file": classification_metrics(table.labels, probs, table.classes),
+            "one_per_group": classification_metrics(table.labels[distinct], probs[distinct], table.classes)}
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(exists=True, path_type=Path))
+@click.argument("listing", type=click.Path(exists=True, path_type=Path))
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="write the metrics here")
+def main(run_dir: Path, listing: Path, json_out: Path | None) -> None:
+    result = evaluate(run_dir, listing)
+    for view in ("per_file", "one_per_group"):
+        m = result[view]
+        click.echo(f"{view}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
+                   f"macro AUC {m['auc_roc_macro']:.4f}, ECE {m['ece']:.4f} ({m['n_samples']} files)")
+    if json_out:
+        write_text(json_out, json.dumps(result, indent=2, default=_jsonable))
+
+
+if __name__ == "__main__":
+    main()
