@@ -67,5 +67,9 @@ def export(**options) -> None:
         run_engines_from_onnx(export_options)
         return
     from .pipeline import run_export  # PyTorch only for a training run as SOURCE
+    from .signal_export import export_signal, is_signal_run
 
+    if is_signal_run(export_options.source):
+        export_signal(export_options)
+        return
     run_export(export_options)

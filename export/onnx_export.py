@@ -46,10 +46,14 @@ def load_for_export(source: str | Path) -> tuple[torch.nn.Module, ModelContract]
     return model, replace(contract, precision="fp32")
 
 
-def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17) -> onnx.ModelProto:
-    """Export, simplify with onnxslim, embed the contract and run the ONNX checker."""
+def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17,
+                input_shape: tuple[int, ...] | None = None) -> onnx.ModelProto:
+    """Export, simplify with onnxslim, embed the contract and run the ONNX checker.
+
+    `input_shape` is one input without the batch axis; default an image, 3 x input_size x input_size.
+    """
     size = contract.input_size
-    example = torch.zeros(TRACE_BATCH, 3, size, size)
+    example = torch.zeros(TRACE_BATCH, *(input_shape or (3, size, size)))
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         # the TorchScript exporter is deprecated in favour of dynamo; chosen on purpose (module docstring)
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -87,7 +91,12 @@ def check_fp32_parity(
     model: torch.nn.Module, onnx_path: str | Path, tensors: np.ndarray, tolerance: float = FP32_TOLERANCE
 ) -> Agreement:
     """ORT FP32 vs PyTorch on real scans; raises EdgeECGError unless both criteria hold."""
-    agreement = compare_logits(torch_logits(model, tensors), onnx_logits(onnx_path, tensors))
+    return require_parity(torch_logits(model, tensors), onnx_logits(onnx_path, tensors), tolerance)
+
+
+def require_parity(reference: np.ndarray, candidate: np.ndarray, tolerance: float = FP32_TOLERANCE) -> Agreement:
+    """The agreement of ONNX Runtime's logits with PyTorch's, or EdgeECGError when it misses either criterion."""
+    agreement = compare_logits(reference, candidate)
     if agreement.max_abs_delta > tolerance or agreement.top1_agreement < 1.0:
         raise EdgeECGError(
             f"ONNX export does not reproduce PyTorch on {agreement.n_scans} scans: max |delta logit| "

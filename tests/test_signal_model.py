@@ -123,9 +123,62 @@ def test_tiny_mendeley_signal_run_from_ptbxl_trunk(tmp_path, mendeley_dir, ptbxl
     listing.write_text("file,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
     scored = evaluate(out, listing)
     assert scored["files"] == 4 and 0.0 <= scored["per_file"]["accuracy"] <= 1.0
+    from edgeecg.export.cli import export
+
+    exported = CliRunner().invoke(export, [str(out), "--verify-data", str(listing), "--out", str(tmp_path / "x")])
+    assert exported.exit_code == 0, exported.output
+    assert "matches PyTorch on 4 digitized scans" in exported.output and (tmp_path / "x" / "signal-resnet1d.onnx").is_file()
 
 
 def test_image_only_settings_are_refused_for_signals(tmp_path, mendeley_dir):
     result = CliRunner().invoke(train_command, ["--modality", "signal", "--preset", "tiny", "--ssl", "--data",
                                                 str(mendeley_dir), "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "--ssl is for the image branch" in str(result.exception or result.output)
+
+
+def _export(tmp_path, name, **signal_changes):
+    """A tiny signal model exported to ONNX with its contract, `signal_changes` applied to the contract only."""
+    from edgeecg.contract import ModelContract
+    from edgeecg.export.onnx_export import export_onnx
+    from edgeecg.export.onnx_io import save_onnx
+    from edgeecg.signal_runtime import digitizer_settings
+
+    torch.manual_seed(0)
+    model = build_signal_model(SignalNetConfig(num_classes=4, width=8)).eval()
+    signal = {**SPEC.to_dict(), **signal_changes.pop("signal", {})}
+    extra = {"modality": "signal", "signal": signal, "digitizer": {**digitizer_settings(), **signal_changes}}
+    contract = ModelContract(classes=["a", "b", "c", "d"], input_size=SPEC.length, crop=False, extra=extra)
+    path = tmp_path / f"{name}.onnx"
+    save_onnx(export_onnx(model, contract, 17, (SPEC.channels, SPEC.length)), path)
+    return model, path
+
+
+def test_exported_model_matches_torch_and_reads_a_page(tmp_path):
+    from edgeecg.imageio import read_image
+    from edgeecg.signal_input import batch_input
+    from edgeecg.signal_runtime import SignalModel
+
+    model, path = _export(tmp_path, "ok")
+    runtime = SignalModel(path)
+    signals = np.stack([_page_like(0), _page_like(1)])
+    signals[0, 250:, :6] = np.nan
+    with torch.no_grad():
+        reference = model(torch.from_numpy(batch_input(signals, SPEC))).numpy()
+    assert np.abs(runtime.logits(signals) - reference).max() < 1e-4
+    result = runtime.classify_page(read_image("examples/normal_normal_0120.jpg"))
+    assert abs(sum(result["probabilities"].values()) - 1) < 1e-6 and result["page"]["layout"] == "3x4+1"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"signal": {"leads": list(reversed(LEADS))}}, "leads"),
+    ({"signal": {"normalisation": "per lead: min-max"}}, "normalisation"),
+    ({"signal": {"seconds": 5.0}}, "length"),
+    ({"signal": {"rate": 50.0, "length": 500}}, "graph input"),
+    ({"rate": 250.0}, "digitizer settings"),
+])
+def test_runtime_refuses_a_contract_it_cannot_honour(tmp_path, changes, message):
+    from edgeecg.signal_runtime import SignalModel
+
+    _, path = _export(tmp_path, "bad", **changes)
+    with pytest.raises(EdgeECGError, match=message):
+        SignalModel(path)

@@ -16,7 +16,6 @@ lead II's signal there, as the digitizer writes it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -26,35 +25,17 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-import edgeecg.crop
-import edgeecg.digitize
-import edgeecg.layouts
-import edgeecg.page
-import edgeecg.trace
 from edgeecg.digitize import DEFAULT_RATE, digitize
 from edgeecg.errors import EdgeECGError
 from edgeecg.imageio import read_image
 from edgeecg.layouts import LAYOUTS, LEADS, RECORD_S
 from edgeecg.signal_input import SignalSpec, batch_input, model_input, resample
+from edgeecg.signal_runtime import digitizer_key
 
 from .data import ImageTable, cache_dir
 
 PAGE_LAYOUT = "3x4+1"  # the Mendeley template, and the renderer's default page
 PRINTED_STRIP = "II"
-
-
-def digitizer_key() -> str:
-    """Changes whenever the code the digitized signals depend on changes."""
-    digest = hashlib.sha256()
-    for module in (edgeecg.crop, edgeecg.page, edgeecg.trace, edgeecg.digitize, edgeecg.layouts):
-        digest.update(Path(module.__file__).read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def digitizer_settings() -> dict:
-    """What the model's inputs were read with, for the contract."""
-    return {"rate": DEFAULT_RATE, "layout": "auto", "mm_per_s": edgeecg.layouts.SPEED_MM_PER_S,
-            "mm_per_mv": "calibration pulse, else 10", "source_key": digitizer_key()}
 
 
 def _digitize_cached(path: Path, sha256: str, folder: Path) -> tuple[np.ndarray, dict]:

@@ -15,11 +15,12 @@ from torch.utils.data import Dataset
 from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 from edgeecg.signal_input import SignalSpec
+from edgeecg.signal_runtime import digitizer_settings
 
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import ImageTable
-from .signal_data import (SignalDataset, digitizer_settings, load_digitized, predict_signal_logits)
+from .signal_data import SignalDataset, load_digitized, predict_signal_logits
 from .signal_model import SIGNAL_PARTS, SignalNetConfig, build_signal_model, load_trunk
 
 

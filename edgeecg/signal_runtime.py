@@ -1,0 +1,106 @@
+"""Serve an exported signal model: page -> digitizer -> 12 leads -> ONNX Runtime (torch-free).
+
+The model's contract (ONNX metadata, written by `edgeecg export` from the
+training run) names its input: leads and their order, rate, length,
+normalisation, and the digitizer settings its Mendeley inputs were read with.
+This module refuses a model whose contract this runtime cannot honour, and a
+graph whose input shape disagrees with its own contract, before running it.
+The digitizer's source key is provenance, not a setting: a model trained on
+signals from an older digitizer still runs, and `digitizer_changed` says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .backends import sigmoid, softmax
+from .contract import ModelContract
+from .digitize import DEFAULT_RATE, digitize
+from .errors import EdgeECGError, first_line
+from .layouts import LEADS, SPEED_MM_PER_S
+from .signal_input import NORMALISATIONS, SignalSpec, batch_input, resample
+
+# What this runtime's digitizer does; a model trained on other settings is refused.
+DIGITIZER_SETTINGS = {"rate": DEFAULT_RATE, "layout": "auto", "mm_per_s": SPEED_MM_PER_S,
+                      "mm_per_mv": "calibration pulse, else 10"}
+
+
+def digitizer_key() -> str:
+    """Hash of the sources digitized signals depend on: cached signals and model provenance use it."""
+    from . import crop, digitize as digitize_module, layouts, page, trace
+
+    digest = hashlib.sha256()
+    for module in (crop, page, trace, digitize_module, layouts):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def digitizer_settings() -> dict:
+    """This runtime's digitizer settings and source key, as a signal model's contract records them."""
+    return {**DIGITIZER_SETTINGS, "source_key": digitizer_key()}
+
+
+def signal_spec(contract: ModelContract, source: str = "model") -> SignalSpec:
+    """The input a signal model's contract asks for, or EdgeECGError when this runtime cannot make it."""
+    extra = contract.extra or {}
+    if extra.get("modality") != "signal" or "signal" not in extra:
+        raise EdgeECGError(f"{source}: not a signal model (its contract names no signal input)")
+    wanted = extra["signal"]
+    if tuple(wanted.get("leads", ())) != LEADS:
+        raise EdgeECGError(f"{source}: expects leads {wanted.get('leads')}; this runtime gives {list(LEADS)}")
+    if NORMALISATIONS.get(wanted.get("norm")) != wanted.get("normalisation"):
+        raise EdgeECGError(f"{source}: normalisation {wanted.get('normalisation')!r} is not one this runtime makes")
+    spec = SignalSpec(float(wanted["rate"]), float(wanted["seconds"]), wanted["norm"], float(wanted["clip"]))
+    if spec.length != wanted.get("length"):
+        raise EdgeECGError(f"{source}: length {wanted.get('length')} does not match {wanted['rate']} Hz x {wanted['seconds']} s")
+    digitizer = {k: v for k, v in extra.get("digitizer", {}).items() if k != "source_key"}
+    changed = {k: (v, DIGITIZER_SETTINGS.get(k)) for k, v in digitizer.items() if DIGITIZER_SETTINGS.get(k) != v}
+    if changed:
+        raise EdgeECGError(f"{source}: trained on signals read with other digitizer settings "
+                           f"({', '.join(f'{k}: model {a!r}, here {b!r}' for k, (a, b) in changed.items())})")
+    return spec
+
+
+class SignalModel:
+    """An exported signal model in ONNX Runtime, checked against its contract when opened."""
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own types for an unreadable model
+            raise EdgeECGError(f"{self.path}: not a valid ONNX model ({first_line(exc)})") from None
+        self.contract = ModelContract.from_metadata(self.session.get_modelmeta().custom_metadata_map, str(self.path))
+        self.spec = signal_spec(self.contract, str(self.path))
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        if list(graph_input.shape[1:]) != [self.spec.channels, self.spec.length]:
+            raise EdgeECGError(f"{self.path}: graph input {graph_input.shape} does not match its contract "
+                               f"(N x {self.spec.channels} x {self.spec.length})")
+        trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
+        self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
+
+    def logits(self, signals: np.ndarray) -> np.ndarray:
+        """(N, length, 12) mV at the contract's rate, NaN where not plotted -> (N, classes) logits."""
+        x = batch_input(np.asarray(signals, np.float32), self.spec)
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def probabilities(self, signals: np.ndarray) -> np.ndarray:
+        scale = softmax if self.contract.task == "multiclass" else sigmoid
+        return scale(self.logits(signals), self.contract.temperature)
+
+    def classify_page(self, image_bgr: np.ndarray) -> dict:
+        """Digitize one page and classify its leads: probabilities per class plus the page summary."""
+        page = digitize(image_bgr, DIGITIZER_SETTINGS["rate"])
+        signal = resample(page.signal, page.rate, self.spec.rate, self.spec.length)
+        probs = self.probabilities(signal[None])[0]
+        return {"probabilities": dict(zip(self.contract.classes, map(float, probs))), "page": page.summary()}
