@@ -1,4 +1,9 @@
-"""Shared fixtures: where the read-only shared data lives, and small slices of it."""
+"""Shared fixtures: data the suite makes for itself, and the read-only shared data for the tests that need it.
+
+`mendeley_dir` and `ptbxl_dir` are built here (tests/local_data.py), so a fresh clone runs them. Tests
+that need the shared data itself ask for `shared_mendeley_dir`, `shared_ptbxl_dir` or `shared_ludb_dir`;
+they are marked `shared` and skip with the reason when it is absent (EDGEECG_SHARED, default ../shared).
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,56 @@ import cv2
 import numpy as np
 import pytest
 
+from local_data import mendeley_like, ptbxl_like
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEECG_SHARED", REPO.parent / "shared"))
-MENDELEY = SHARED / "data" / "mendeley-ecg-images"
-PTBXL = SHARED / "data" / "ptbxl-subset"
+SHARED_DATA = {  # fixture -> (folder, the file that shows it is there)
+    "shared_mendeley_dir": (SHARED / "data" / "mendeley-ecg-images", "manifest.csv"),
+    "shared_ptbxl_dir": (SHARED / "data" / "ptbxl-subset", "ptbxl_database.csv"),
+    "shared_ludb_dir": (SHARED / "data" / "ludb-printouts", ""),
+}
+
+
+def _shared(fixture: str) -> Path:
+    folder, marker = SHARED_DATA[fixture]
+    if not (folder / marker).exists():
+        pytest.skip(f"needs the shared data: {folder} not found (set EDGEECG_SHARED to the folder holding data/)")
+    return folder
+
+
+def pytest_collection_modifyitems(items):
+    """A test that asks for shared data is marked `shared`, so `-m "not shared"` leaves it out."""
+    for item in items:
+        if SHARED_DATA.keys() & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.shared)
 
 
 @pytest.fixture(scope="session")
-def mendeley_dir() -> Path:
-    if not (MENDELEY / "manifest.csv").is_file():
-        pytest.skip(f"shared Mendeley scans not found at {MENDELEY}")
-    return MENDELEY
+def shared_mendeley_dir() -> Path:
+    return _shared("shared_mendeley_dir")
 
 
 @pytest.fixture(scope="session")
-def ptbxl_dir() -> Path:
-    if not (PTBXL / "ptbxl_database.csv").is_file():
-        pytest.skip(f"shared PTB-XL subset not found at {PTBXL}")
-    return PTBXL
+def shared_ptbxl_dir() -> Path:
+    return _shared("shared_ptbxl_dir")
+
+
+@pytest.fixture(scope="session")
+def shared_ludb_dir() -> Path:
+    return _shared("shared_ludb_dir")
+
+
+@pytest.fixture(scope="session")
+def mendeley_dir(tmp_path_factory) -> Path:
+    """The repository's real scans in the shared Mendeley folder's shape (tests/local_data.py)."""
+    return mendeley_like(tmp_path_factory.mktemp("mendeley"))
+
+
+@pytest.fixture(scope="session")
+def ptbxl_dir(tmp_path_factory) -> Path:
+    """A PTB-XL-shaped folder of synthetic WFDB records (tests/local_data.py)."""
+    return ptbxl_like(tmp_path_factory.mktemp("ptbxl"))
 
 
 @pytest.fixture(scope="module")
