@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from .bench_data import prepare_labelled_set, preprocessing_key, resolve_data, spread
+from .bench_data import prepare_labelled_set, resolve_data, spread
 from .bench_measure import BenchSettings, measure_isolated
 from .bench_rows import select_rows
 from .bench_score import report_rows
@@ -53,7 +53,7 @@ def run_bench(
             notes.append(f"{len(labelled.skipped)} of {len(items)} image(s) skipped for every model, "
                          f"e.g. {labelled.skipped[0][1]}")
         measured = [
-            measure_isolated(row, labelled.tensors[preprocessing_key(row.contract)], labelled.paths, settings)
+            measure_isolated(row, labelled.tensors[row.contract.preprocessing_key()], labelled.paths, settings)
             for row in progress.track(rows, "measuring", len(rows), labels=[r.label for r in rows])
         ]
 

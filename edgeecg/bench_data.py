@@ -48,7 +48,7 @@ class LabelledSet:
 
     paths: list[Path]
     labels: list[str]
-    tensors: dict[tuple, TensorFile]  # preprocessing_key -> the images' tensors, in `paths` order
+    tensors: dict[tuple, TensorFile]  # ModelContract.preprocessing_key() -> the images' tensors, in `paths` order
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
 
@@ -60,17 +60,6 @@ def resolve_data(data: str | Path | None) -> Path:
         if (base / DEFAULT_DATA).is_file():
             return base / DEFAULT_DATA
     raise EdgeECGError(f"no labelled data: pass --data DIR_or_CSV (the default {DEFAULT_DATA} is not here)")
-
-
-def preprocessing_key(contract: ModelContract) -> tuple:
-    """Contracts with equal keys get identical tensors, so each image is preprocessed once per key."""
-    return (
-        int(contract.input_size),
-        tuple(float(v) for v in contract.mean),
-        tuple(float(v) for v in contract.std),
-        bool(contract.crop),
-        float(contract.crop_margin),
-    )
 
 
 def spread(items: Sequence[LabelledImage], limit: int | None) -> list[LabelledImage]:
@@ -89,7 +78,7 @@ def prepare_labelled_set(
     An image the runtime refuses (unreadable, no ECG grid found) is skipped and
     listed, for every model alike, so all rows are scored on the same images.
     """
-    by_key = {preprocessing_key(c): c for c in contracts}
+    by_key = {c.preprocessing_key(): c for c in contracts}
     files = {key: Path(folder) / f"tensors-{i}.f32" for i, key in enumerate(by_key)}
     used: list[LabelledImage] = []
     skipped: list[tuple[Path, str]] = []

@@ -42,6 +42,18 @@ class ModelContract:
     extra: dict = field(default_factory=dict)
     contract_version: int = CONTRACT_VERSION
 
+    def preprocessing_key(self) -> tuple:
+        """What decides the tensor an input becomes; contracts with equal keys (whatever their classes or
+        weights) share preprocessed tensors and cached crops."""
+        return (
+            str(self.extra.get("modality", "image")),
+            int(self.input_size),
+            tuple(float(v) for v in self.mean),
+            tuple(float(v) for v in self.std),
+            bool(self.crop),
+            float(self.crop_margin),
+        )
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 

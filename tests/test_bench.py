@@ -8,7 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import cv2
@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 from edgeecg.backends import probabilities
-from edgeecg.bench_data import prepare_labelled_set, preprocessing_key, spread
+from edgeecg.bench_data import prepare_labelled_set, spread
 from edgeecg.bench_rows import select_rows
 from edgeecg.bench_score import pareto_front
+from edgeecg.contract import ModelContract
 from edgeecg.bench_report import markdown_table
 from edgeecg.datasets import LabelledImage
 from edgeecg.errors import EdgeECGError
@@ -142,6 +143,15 @@ def test_pareto_front_keeps_only_undominated_points():
     assert pareto_front([], []) == []
 
 
+def test_preprocessing_key_names_what_changes_the_tensor_and_nothing_else():
+    base = ModelContract(classes=["a"], input_size=64)
+    same = replace(base, classes=["x", "y"], temperature=2.0, name="other", precision="int8")
+    assert same.preprocessing_key() == base.preprocessing_key()
+    for change in ({"input_size": 96}, {"crop": False}, {"crop_margin": 0.05}, {"mean": (0.5, 0.5, 0.5)},
+                   {"std": (0.5, 0.5, 0.5)}, {"extra": {"modality": "signal"}}):
+        assert replace(base, **change).preprocessing_key() != base.preprocessing_key(), change
+
+
 def test_preprocessing_runs_once_per_contract_and_skips_an_image_for_every_model(mendeley_dir, tmp_path):
     scan = sorted((mendeley_dir / "normal").glob("*.jpg"))[0]
     blank = tmp_path / "blank.png"
@@ -149,10 +159,10 @@ def test_preprocessing_runs_once_per_contract_and_skips_an_image_for_every_model
     small, same, large = tiny_contract(), tiny_contract(name="same-preprocessing"), tiny_contract(input_size=96)
     items = [LabelledImage(scan, "normal"), LabelledImage(blank, "normal")]
     labelled = prepare_labelled_set(items, [small, same, large], tmp_path)
-    assert set(labelled.tensors) == {preprocessing_key(small), preprocessing_key(large)}
+    assert set(labelled.tensors) == {small.preprocessing_key(), large.preprocessing_key()}
     assert labelled.paths == [scan] and [p for p, _ in labelled.skipped] == [blank]
     for contract in (small, large):
-        stored = labelled.tensors[preprocessing_key(contract)]
+        stored = labelled.tensors[contract.preprocessing_key()]
         assert stored.count == 1
         np.testing.assert_array_equal(stored.read(), preprocess(read_image(scan), contract)[0])
 

@@ -1,6 +1,7 @@
 """Training pipeline on real scans: duplicate groups, leak-free folds, resume, a tiny end-to-end run."""
 
 import json
+import shutil
 
 import cv2
 import numpy as np
@@ -16,6 +17,7 @@ from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgeecg.train.config import preset_config
 from edgeecg.train.data import check_group_split, group_kfold, load_crops, load_table
 from edgeecg.train.run import limit_groups, resume, train
+from local_data import local_scans
 
 
 def _write_listing(tmp_path, files):
@@ -25,24 +27,30 @@ def _write_listing(tmp_path, files):
     return path
 
 
-def test_exact_and_near_duplicates_share_a_group(tmp_path, mendeley_dir):
-    mi = mendeley_dir / "myocardial_infarction"
-    # the dataset README: MI(n) is identical to MI(n+30)
-    files = [mi / "mi_0001.jpg", mi / "mi_0031.jpg", mi / "mi_0002.jpg", mendeley_dir / "normal" / "normal_0001.jpg"]
-    reencoded = tmp_path / "myocardial_infarction" / "mi_0002_q80.jpg"
-    reencoded.parent.mkdir()
-    cv2.imwrite(str(reencoded), cv2.resize(cv2.imread(str(files[2])), (1000, 711)),
-                [cv2.IMWRITE_JPEG_QUALITY, 80])
-    table = load_table(_write_listing(tmp_path, files + [reencoded]))
+def test_exact_and_near_duplicates_share_a_group(tmp_path):
+    scans = [path for path, label in local_scans() if label == "myocardial_infarction"]
+    normal = next(path for path, label in local_scans() if label == "normal")
+    (tmp_path / "myocardial_infarction").mkdir()
+    copy, reencoded = (tmp_path / "myocardial_infarction" / name for name in ("copy.jpg", "q80.jpg"))
+    shutil.copyfile(scans[0], copy)
+    cv2.imwrite(str(reencoded), cv2.resize(cv2.imread(str(scans[1])), (1000, 711)), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    table = load_table(_write_listing(tmp_path, [scans[0], copy, scans[1], normal, reencoded]))
     g = table.groups
     assert g[0] == g[1], "byte-identical copies must share a group"
     assert g[2] == g[4], "a re-encoded, rescaled copy must share a group"
     assert len({g[0], g[2], g[3]}) == 3, "different recordings must not be grouped"
 
 
+def test_shared_scans_repeat_as_the_dataset_readme_says(tmp_path, shared_mendeley_dir):
+    mi = shared_mendeley_dir / "myocardial_infarction"
+    # the dataset README: MI(n) is identical to MI(n+30)
+    table = load_table(_write_listing(tmp_path, [mi / "mi_0001.jpg", mi / "mi_0031.jpg", mi / "mi_0002.jpg"]))
+    assert table.groups[0] == table.groups[1] != table.groups[2]
+
+
 def test_group_folds_never_leak_and_leaks_are_refused(mendeley_dir):
     table = limit_groups(load_table(mendeley_dir), per_class=8, seed=0)
-    assert table.n_groups < len(table)  # the MI groups hold several files each
+    assert table.n_groups < len(table)  # each class holds a scan with two copies (tests/local_data.py)
     for train_idx, val_idx in group_kfold(table, folds=3, seed=1):
         assert not set(table.groups[train_idx]) & set(table.groups[val_idx])
     leaky_val = np.array([0])
@@ -55,12 +63,13 @@ def test_group_folds_never_leak_and_leaks_are_refused(mendeley_dir):
 
 def test_training_crops_match_the_runtime_tensor(tmp_path, monkeypatch, mendeley_dir):
     monkeypatch.setenv("EDGEECG_CACHE", str(tmp_path / "cache"))
-    path = mendeley_dir / "normal" / "normal_0003.jpg"
+    path = sorted((mendeley_dir / "normal").glob("*.jpg"))[2]
     table = load_table(_write_listing(tmp_path, [path]))
+    contract = ModelContract(classes=["normal"], input_size=96)
     for _ in range(2):  # computed, then read back from the cache
-        crops = load_crops(table, 96, crop=True, margin=0.0)
+        crops = load_crops(table, contract)
         ours = normalize(crops, IMAGENET_MEAN, IMAGENET_STD)[0]
-        runtime, _ = preprocess(read_image(path), ModelContract(classes=["normal"], input_size=96))
+        runtime, _ = preprocess(read_image(path), contract)
         assert np.abs(ours - runtime[0]).max() < 1e-5
 
 

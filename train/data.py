@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from edgeecg.contract import ModelContract
 from edgeecg.datasets import LabelledImage, class_names, list_labelled_images
 from edgeecg.errors import EdgeECGError
 from edgeecg.imageio import read_image
@@ -171,11 +172,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEECG_CACHE", Path.home() / ".cache" / "edgeecg")) / "crops"
 
 
-def load_crops(table: ImageTable, size: int, crop: bool, margin: float, workers: int = 2,
-               progress=None) -> np.ndarray:
-    """N x size x size x 3 uint8 RGB crops, through the runtime path, cached on disk by content hash."""
-    folder = cache_dir() / f"{preprocess_fingerprint()}-{size}-{int(crop)}-{margin:g}"
+def crop_cache(contract: ModelContract, kind: str = "") -> Path:
+    """The folder of crops made by this crop/preprocess code for this contract's preprocessing."""
+    key = hashlib.sha256(repr(contract.preprocessing_key()).encode()).hexdigest()[:12]
+    folder = cache_dir() / f"{kind}{preprocess_fingerprint()}-{key}"
     folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def load_crops(table: ImageTable, contract: ModelContract, workers: int = 2, progress=None) -> np.ndarray:
+    """N x size x size x 3 uint8 RGB crops, through the runtime path, cached on disk by content hash."""
+    folder = crop_cache(contract)
+    size = contract.input_size
 
     def one(i: int) -> np.ndarray:
         cached = folder / f"{table.sha256[i]}.png"
@@ -184,7 +192,7 @@ def load_crops(table: ImageTable, size: int, crop: bool, margin: float, workers:
             if image is not None and image.shape[:2] == (size, size):
                 return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
         try:
-            rgb, _ = crop_and_resize(read_image(table.items[i].path), size, crop, margin)
+            rgb, _ = crop_and_resize(read_image(table.items[i].path), size, contract.crop, contract.crop_margin)
         except EdgeECGError as exc:
             raise EdgeECGError(f"{table.items[i].path}: {exc}") from None
         tmp = folder / f".{table.sha256[i]}.{os.getpid()}.png"

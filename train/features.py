@@ -102,7 +102,7 @@ def feature_report(network: SimCardioNet, contract: ModelContract, table: ImageT
     if len(table) < 5:
         raise EdgeECGError(f"feature plots need at least 5 images, got {len(table)}")
     out_dir = Path(out_dir)
-    rgb = load_crops(table, contract.input_size, contract.crop, contract.crop_margin, workers, advance)
+    rgb = load_crops(table, contract, workers, advance)
     labels = np.array([contract.classes.index(item.label) for item in table.items])
     features = extract_features(network, contract, rgb)
     report = {"images": len(table), "classes": contract.classes, "seed": seed, "spaces": {}}

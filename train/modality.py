@@ -30,6 +30,12 @@ def model_config(cfg: TrainConfig, n_classes: int) -> ModelConfig:
                        projection_dim=cfg.projection_dim)
 
 
+def image_contract(cfg: TrainConfig, classes: list[str], **fields) -> ModelContract:
+    """An image run's contract, from its config: its crop cache and its model file carry this one record."""
+    return ModelContract(classes=classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
+                         trunk=cfg.trunk, **{"name": f"simcardionet-{cfg.trunk}", **fields})
+
+
 class ImageModality:
     """SimCardioNet on the runtime's cached crops, ImageNet-normalised."""
 
@@ -42,8 +48,7 @@ class ImageModality:
 
     def inputs(self, table: ImageTable, advance, log) -> np.ndarray:
         with distributed.main_first():  # rank 0 fills the crop cache, the other ranks read it
-            return load_crops(table, self.cfg.input_size, self.cfg.crop, self.cfg.crop_margin,
-                              max(1, self.cfg.workers), advance)
+            return load_crops(table, image_contract(self.cfg, table.classes), max(1, self.cfg.workers), advance)
 
     def model_config(self, n_classes: int) -> ModelConfig:
         return model_config(self.cfg, n_classes)
@@ -62,9 +67,7 @@ class ImageModality:
         return predict_logits(model, x, IMAGENET_MEAN, IMAGENET_STD, device)
 
     def contract(self, classes: list[str], **fields) -> ModelContract:
-        cfg = self.cfg
-        return ModelContract(classes=classes, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
-                             trunk=cfg.trunk, **{"name": f"simcardionet-{cfg.trunk}", **fields})
+        return image_contract(self.cfg, classes, **fields)
 
 
 def modality_for(cfg: TrainConfig):

@@ -37,7 +37,7 @@ accuracy 0.03 and the temperature fit at its bound of 100 with pos_weight;
 0.55 and T = 1.6 without it (README.md, "PTB-XL printouts").
 
 Crops are cached by (ecg_id, render seed, render options and renderer source,
-preprocess fingerprint, input size, crop settings), so a second run renders nothing.
+preprocess fingerprint, the contract's preprocessing key), so a second run renders nothing.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ import torch
 
 import edgeecg
 from edgeecg.backends import sigmoid
-from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
+from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 from edgeecg.crop import NoGridFound
 from edgeecg.errors import EdgeECGError
 from edgeecg.metrics import fit_temperature, multilabel_metrics
@@ -69,10 +69,10 @@ from edgeecg.render import RenderOptions, RenderResult, record_seed, render_prin
 from . import ptbxl
 from .checkpoint import FINAL_MODEL, save_checkpoint
 from .config import TrainConfig, parse_unfreeze, preset_config
-from .data import cache_dir, preprocess_fingerprint
+from .data import crop_cache
 from .finetune import fit
 from .loops import pick_device, predict_logits, seed_everything
-from .modality import model_config
+from .modality import image_contract, model_config
 from .model import build_model
 from .plots import plot_training_curves
 from .run import Run
@@ -172,8 +172,7 @@ def is_photo_record(seed: int) -> bool:
 
 def render_split(root: str | Path, rows: pd.DataFrame, cfg: TrainConfig, photo: str, progress=None) -> RenderedSplit:
     """Render (or read from the cache) and crop every record; `photo` is 'never', 'some' or 'always'."""
-    folder = cache_dir() / f"ptbxl-{preprocess_fingerprint()}-{cfg.input_size}-{int(cfg.crop)}-{cfg.crop_margin:g}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = crop_cache(image_contract(cfg, CLASSES), "ptbxl-")
     keys = {True: _render_key(True), False: _render_key(False)}
 
     def crop(ecg_id: int, row: pd.Series, signal_cache: list, seed: int, distorted: bool) -> np.ndarray | None:
@@ -362,10 +361,9 @@ def run_ptbxl(cfg: TrainConfig) -> Path:
         log_results(run.log, temperature, results)
 
         test = results["test"]
-        contract = ModelContract(
-            classes=CLASSES, input_size=cfg.input_size, crop=cfg.crop, crop_margin=cfg.crop_margin,
-            task="multilabel", temperature=temperature, name=f"simcardionet-ptbxl-{cfg.trunk}",
-            model_version=f"{edgeecg.__version__}+{run.dir.name}", trunk=cfg.trunk,
+        contract = image_contract(
+            cfg, CLASSES, task="multilabel", temperature=temperature, name=f"simcardionet-ptbxl-{cfg.trunk}",
+            model_version=f"{edgeecg.__version__}+{run.dir.name}",
             train_manifest_sha256=training_manifest_sha256(train_set.rows),
             extra={"dataset": "PTB-XL superclasses (rendered printouts)",
                    "strat_folds": {"train": list(train_folds), "validation": list(val_folds), "test": list(test_folds)},
