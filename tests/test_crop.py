@@ -12,6 +12,7 @@ import pytest
 
 from edgeecg.crop import NoGridFound, find_trace_quad, has_ecg_grid, warp_quad
 from edgeecg.errors import EdgeECGError
+from local_data import local_scans
 
 # The grid box of the shared scans' report template, clockwise from top-left, in
 # pixels of the 1106x786 scans. All 928 scans are printouts of one template, so
@@ -22,6 +23,7 @@ from edgeecg.errors import EdgeECGError
 # top 141.98-142.07, right 1086.06-1086.07, bottom 757.27-757.89.
 REFERENCE_BOX = np.array([[34, 142], [1086, 142], [1086, 758], [34, 758]], np.float32)
 MIN_SCAN_IOU = 0.95
+LOCAL_SCANS = [path for path, _ in local_scans()]  # the repository's own scans of that template
 
 
 def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -31,7 +33,7 @@ def polygon_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def scan_files(mendeley_dir: Path, per_class: int | None) -> list[Path]:
-    """Every scan, or `per_class` evenly spaced scans of each class (a stratified slice)."""
+    """Every scan of the shared set, or `per_class` evenly spaced scans of each class (a stratified slice)."""
     with open(mendeley_dir / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     by_label: dict[str, list[str]] = {}
@@ -50,29 +52,35 @@ def scan_ious(files: list[Path]) -> np.ndarray:
     return np.array([polygon_iou(find_trace_quad(cv2.imread(str(f))), REFERENCE_BOX) for f in files])
 
 
-def test_quad_is_clockwise_from_top_left_float32(mendeley_dir):
-    quad = find_trace_quad(cv2.imread(str(scan_files(mendeley_dir, 1)[0])))
+def test_quad_is_clockwise_from_top_left_float32():
+    quad = find_trace_quad(cv2.imread(str(LOCAL_SCANS[0])))
     assert quad.dtype == np.float32 and quad.shape == (4, 2)
     tl, tr, br, bl = quad
     assert tl[0] < tr[0] and bl[0] < br[0] and tl[1] < bl[1] and tr[1] < br[1]
 
 
-def test_scan_slice_crops_the_grid_box(mendeley_dir):
-    ious = scan_ious(scan_files(mendeley_dir, 10))
+def test_local_scans_crop_the_grid_box():
+    ious = scan_ious(LOCAL_SCANS)
+    assert len(ious) == 43
+    assert ious.min() >= MIN_SCAN_IOU, f"min IoU {ious.min():.4f}"
+
+
+def test_shared_scan_slice_crops_the_grid_box(shared_mendeley_dir):
+    ious = scan_ious(scan_files(shared_mendeley_dir, 10))
     assert len(ious) == 40
     assert ious.min() >= MIN_SCAN_IOU, f"min IoU {ious.min():.4f}"
 
 
 @pytest.mark.slow
-def test_every_scan_crops_the_grid_box(mendeley_dir):
-    files = scan_files(mendeley_dir, None)
+def test_every_scan_crops_the_grid_box(shared_mendeley_dir):
+    files = scan_files(shared_mendeley_dir, None)
     ious = scan_ious(files)
     print(f"\n{len(ious)} scans: min IoU {ious.min():.4f}, median {np.median(ious):.4f}")
     assert ious.min() >= MIN_SCAN_IOU, f"worst {files[int(ious.argmin())].name}: IoU {ious.min():.4f}"
 
 
-def test_warp_gives_upright_region_of_quad_size(mendeley_dir):
-    image = cv2.imread(str(scan_files(mendeley_dir, 1)[0]))
+def test_warp_gives_upright_region_of_quad_size():
+    image = cv2.imread(str(LOCAL_SCANS[0]))
     crop = warp_quad(image, REFERENCE_BOX)
     assert crop.shape == (616, 1052, 3)  # mean side lengths of the quad
     wider = warp_quad(image, REFERENCE_BOX, margin=0.05)  # 5 % of the size added on every side
@@ -135,8 +143,8 @@ def test_unusable_arrays_are_refused_with_one_line_errors():
 
 
 @pytest.mark.parametrize("layout", ["2-D", "HxWx1", "BGRA"])
-def test_grayscale_and_bgra_scans_crop_the_grid_box(mendeley_dir, layout):
-    for path in scan_files(mendeley_dir, 2):
+def test_grayscale_and_bgra_scans_crop_the_grid_box(layout):
+    for path in LOCAL_SCANS[::6]:
         image = cv2.imread(str(path))
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         converted = {
@@ -201,21 +209,21 @@ def photo_ious(files: list[Path], seed: int) -> np.ndarray:
     return np.array(ious)
 
 
-def test_photo_like_scans_crop_the_transformed_grid_box(mendeley_dir):
-    ious = photo_ious(scan_files(mendeley_dir, 3), seed=1)
+def test_photo_like_scans_crop_the_transformed_grid_box():
+    ious = photo_ious(LOCAL_SCANS[::4], seed=1)
     print(f"\n{len(ious)} photo-like scans: min IoU {ious.min():.4f}, median {np.median(ious):.4f}")
     assert np.median(ious) >= 0.90
 
 
 @pytest.mark.slow
-def test_many_photo_like_scans_crop_the_transformed_grid_box(mendeley_dir):
-    ious = photo_ious(scan_files(mendeley_dir, 50), seed=2)
+def test_many_photo_like_scans_crop_the_transformed_grid_box(shared_mendeley_dir):
+    ious = photo_ious(scan_files(shared_mendeley_dir, 50), seed=2)
     print(f"\n{len(ious)} photo-like scans: min IoU {ious.min():.4f}, median {np.median(ious):.4f}")
     assert np.median(ious) >= 0.90
 
 
-def test_warp_of_a_photo_matches_the_scan_crop(mendeley_dir):
-    path = scan_files(mendeley_dir, 1)[0]
+def test_warp_of_a_photo_matches_the_scan_crop():
+    path = LOCAL_SCANS[0]
     scan = cv2.imread(str(path))
     photo, _ = photo_like(scan, np.random.default_rng(5))
     size = (256, 150)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from edgeecg.layouts import LAYOUTS, LEADS
 from edgeecg.render import RenderOptions, random_options, render_printout
 from edgeecg.signal_score import score_lead
 from edgeecg.synthetic import synthetic_ecg
+from local_data import local_scans
 
 FS = 500.0
 
@@ -116,14 +118,22 @@ def test_bad_options_are_user_errors():
         digitize(page, layout="5x5")
 
 
-def test_shared_scans_are_read_as_their_template(mendeley_dir):
-    files = sorted(mendeley_dir.rglob("*.jpg"))[::150]
+def _check_read_as_the_template(files: list[Path]) -> None:
+    """The Mendeley template: 3x4 panels + a rhythm strip, 10 mm/mV from its pulse, ~3.96 px/mm."""
     for path in files:
         result = digitize(cv2.imread(str(path)))
         assert result.layout == "3x4+1", path
         assert not result.partial, path
         assert result.mm_per_mv_source == "pulse" and result.mm_per_mv == 10.0, path
         assert result.px_per_mm[0] == pytest.approx(3.96, rel=0.02)
+
+
+def test_shipped_scans_are_read_as_their_template():
+    _check_read_as_the_template([path for path, _ in local_scans()][::10])
+
+
+def test_shared_scans_are_read_as_their_template(shared_mendeley_dir):
+    _check_read_as_the_template(sorted(shared_mendeley_dir.rglob("*.jpg"))[::150])
 
 
 @pytest.fixture(scope="module")

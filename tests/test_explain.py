@@ -22,6 +22,7 @@ from edgeecg.train.explain import CAM_LAYERS, grad_cam, load_explain_model, mode
 from edgeecg.train.model import ModelConfig, build_model
 from edgeecg.train.stress import delete_pixels, page_views, random_blobs, stratified_sample
 from helpers_onnx import CLASSES, run_cli, write_tiny_model
+from local_data import local_scans
 
 SIZE = 64
 
@@ -63,20 +64,22 @@ def onnx_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def listing(mendeley_dir: Path, tmp_path_factory) -> Path:
+def listing(tmp_path_factory) -> Path:
     """A CSV listing of 3 distinct scans per class."""
-    rows = ["file,label"]
-    for label in CLASSES:
-        files = sorted((mendeley_dir / label).glob("*.jpg"))
-        rows += [f"{f},{label}" for f in files[:60:20]]
-    path = tmp_path_factory.mktemp("listing") / "listing.csv"
+    return write_listing(tmp_path_factory.mktemp("listing") / "listing.csv", 3)
+
+
+def write_listing(path: Path, per_class: int) -> Path:
+    """A CSV listing of the first `per_class` of the repository's (distinct) scans of each class."""
+    rows = ["file,label"] + [f"{f},{label}" for label in CLASSES
+                             for f in [p for p, c in local_scans() if c == label][:per_class]]
     path.write_text("\n".join(rows) + "\n")
     return path
 
 
 @pytest.fixture(scope="module")
-def scan(mendeley_dir: Path) -> Path:
-    return mendeley_dir / "normal" / "normal_0001.jpg"
+def scan() -> Path:
+    return next(path for path, label in local_scans() if label == "normal")
 
 
 # --- saliency maps ------------------------------------------------------------------------------
@@ -235,12 +238,8 @@ def test_random_control_removes_contiguous_blobs():
     assert count - 1 <= 6, "a fifth of the pixels should fall in a few blobs"
 
 
-def test_stratified_sample_is_seeded_distinct_and_balanced(mendeley_dir, tmp_path):
-    rows = ["file,label"] + [f"{f},{label}" for label in CLASSES
-                             for f in sorted((mendeley_dir / label).glob("*.jpg"))[:12]]
-    listing = tmp_path / "listing.csv"
-    listing.write_text("\n".join(rows) + "\n")
-    table = load_table(listing)
+def test_stratified_sample_is_seeded_distinct_and_balanced(tmp_path):
+    table = load_table(write_listing(tmp_path / "listing.csv", 3))
     first, again = stratified_sample(table, 8, seed=3), stratified_sample(table, 8, seed=3)
     assert [i.path for i in first.items] == [i.path for i in again.items]
     assert len(first) == 8 and len(set(first.groups.tolist())) == 8

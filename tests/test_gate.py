@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from edgeecg.gate import assess, beats_per_minute
 from edgeecg.render import RenderOptions, render_printout
 from edgeecg.synthetic import synthetic_ecg
+from local_data import local_scans
 
 FS = 500.0
 
@@ -66,7 +69,15 @@ def test_a_partial_capture_is_refused_unless_allowed(page):
     assert assess(top, allow_partial=True).readable
 
 
-def test_shared_scans_pass(mendeley_dir):
-    files = sorted(mendeley_dir.rglob("*.jpg"))[::93]
-    refused = {path.name: assess(cv2.imread(str(path))).reason for path in files}
+def _refusals(files: list[Path]) -> dict[str, str | None]:
+    return {path.name: assess(cv2.imread(str(path))).reason for path in files}
+
+
+def test_shipped_scans_pass():
+    refused = _refusals([path for path, _ in local_scans()][::4])
+    assert not any(refused.values()), refused
+
+
+def test_shared_scans_pass(shared_mendeley_dir):
+    refused = _refusals(sorted(shared_mendeley_dir.rglob("*.jpg"))[::93])
     assert not any(refused.values()), refused

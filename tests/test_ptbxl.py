@@ -1,4 +1,4 @@
-"""PTB-XL loader: superclass labels, fold splits, signals (on the shared subset)."""
+"""PTB-XL loader: superclass labels, fold splits, signals (on a PTB-XL-shaped synthetic folder and the shared subset)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.train import ptbxl
 
 # Expected superclasses worked out by hand from the shared ptbxl_database.csv rows and
-# scp_statements.csv (statements with diagnostic == 1 -> diagnostic_class):
+# scp_statements.csv (statements with diagnostic == 1 -> diagnostic_class); tests/local_data.py
+# writes these rows into the synthetic folder too:
 #   1:  {'NORM': 100, 'LVOLT': 0, 'SR': 0}             LVOLT is form-only, SR rhythm-only -> NORM
 #   39: {'IMI': 15, 'LNGQT': 100, 'NST_': 100, 'DIG': 100, 'ABQRS': 0, 'SR': 0}
 #       IMI -> MI (a 15 % likelihood still counts); LNGQT, NST_, DIG -> STTC; ABQRS form-only -> MI, STTC
@@ -35,6 +36,14 @@ def test_known_records_get_their_superclasses(table, ecg_id):
     assert row["superclasses"] == labels
     assert row["strat_fold"] == fold
     assert [c for c in ptbxl.SUPERCLASSES if row[c] == 1] == list(labels)
+
+
+def test_shared_subset_records_get_their_superclasses(shared_ptbxl_dir):
+    table = ptbxl.load_ptbxl(shared_ptbxl_dir)
+    for ecg_id, (labels, fold) in KNOWN.items():
+        assert (table.loc[ecg_id, "superclasses"], table.loc[ecg_id, "strat_fold"]) == (labels, fold), ecg_id
+    assert UNLABELLED not in table.index
+    assert ptbxl.read_signal(shared_ptbxl_dir, table.loc[1]).mv.shape == (1000, 12)
 
 
 def test_records_without_a_diagnostic_superclass_are_dropped_unless_asked(ptbxl_dir, table):

@@ -20,6 +20,7 @@ from edgeecg.render import (
     DEFAULT_PX_PER_MM, GAIN_MM_PER_MV, GRID_STYLES, LEADS, PAPER_TONES, SPEED_MM_PER_S, RenderOptions, page_position,
     page_size, random_options, record_seed, render_printout,
 )
+from local_data import local_scans
 
 STEPS = {"V1": (6.0, 7.0), "II": (1.0, 1.5)}  # lead -> 1 mV between these times (s), 0 elsewhere
 
@@ -113,9 +114,8 @@ def test_quad_and_samples_follow_rotation_and_tilt():
         assert np.linalg.norm(trace - result.sample_pixel("V1", t, mv), axis=1).min() <= 2.0
 
 
-def test_default_page_matches_the_shared_scans(mendeley_dir):
-    with open(mendeley_dir / "manifest.csv", newline="") as fh:
-        sizes = {(int(r["width"]), int(r["height"])) for r in csv.DictReader(fh)}
+def test_default_page_matches_the_shipped_scans():
+    sizes = {cv2.imread(str(path)).shape[1::-1] for path, _ in local_scans()}
     assert page_size(DEFAULT_PX_PER_MM) in sizes
     assert render_printout(step_signal(100), 100).image.shape == (*page_size(DEFAULT_PX_PER_MM)[::-1], 3)
 
