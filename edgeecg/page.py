@@ -37,8 +37,8 @@ MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: bel
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
-OUTLINE_PREFERENCE = 1.25  # a printed box wins unless the ruled area straightens the grid this much better
-STRAIGHTNESS_SIDE = 480  # pixels: the copy on which the two candidate regions are compared
+SKEW_SIDE = 800  # pixels: the copy on which the two candidate regions are compared ...
+SKEW_TOLERANCE_PX = 1.0  # ... and a printed box wins unless the ruled area leans less by more than this
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -174,25 +174,31 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
         return ruled, False
     # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright
-    if _straightness(image, outline) * OUTLINE_PREFERENCE >= _straightness(image, ruled):
+    if _skew(image, outline) <= _skew(image, ruled) + SKEW_TOLERANCE_PX:
         return outline, True
     return ruled, False
 
 
-def _straightness(image: np.ndarray, quad: np.ndarray) -> float:
-    """How sharply the grid lines repeat across and down the region once `quad` is warped upright
-    (a tilted warp smears them): the weaker axis's spectral peak over its median, on a small copy."""
-    small_quad = quad * (STRAIGHTNESS_SIDE / max(image.shape[:2]))
-    small = cv2.resize(image, None, fx=STRAIGHTNESS_SIDE / max(image.shape[:2]),
-                       fy=STRAIGHTNESS_SIDE / max(image.shape[:2]), interpolation=cv2.INTER_AREA)
-    grey_ink, grid_ink = darkness(_warp(small, small_quad), 5)
+def _skew(image: np.ndarray, quad: np.ndarray) -> float:
+    """How far the grid lines lean once `quad` is warped upright, in pixels of a small copy: the shift
+    between the vertical lines' positions near the top and near the bottom, plus the horizontal lines'
+    near the left and the right (0 when the warp straightens the grid)."""
+    scale = SKEW_SIDE / max(image.shape[:2])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    grey_ink, grid_ink = darkness(_warp(small, quad * scale), 5)
     grid = np.where(grey_ink > TRACE_DARKNESS, 0.0, grid_ink)
-    return min(_peak_ratio(grid.mean(axis=0)), _peak_ratio(grid.mean(axis=1)))
+    third_h, third_w = grid.shape[0] // 3, grid.shape[1] // 3
+    across = _lag(grid[:third_h].mean(axis=0), grid[-third_h:].mean(axis=0))
+    down = _lag(grid[:, :third_w].mean(axis=1), grid[:, -third_w:].mean(axis=1))
+    return float(abs(across) + abs(down))
 
 
-def _peak_ratio(profile: np.ndarray) -> float:
-    power = np.abs(np.fft.rfft((profile - profile.mean()) * np.hanning(len(profile)))) ** 2
-    return float(power[2:].max() / max(np.median(power[2:]), 1e-12)) if len(power) > 4 else 0.0
+def _lag(a: np.ndarray, b: np.ndarray, reach: int = 12) -> int:
+    """The shift of `b` against `a` (within +-reach) that lines their peaks up best."""
+    a, b = a - a.mean(), b - b.mean()
+    n = len(a)
+    scores = [float(np.dot(a[max(0, -k): n - max(0, k)], b[max(0, k): n - max(0, -k)])) for k in range(-reach, reach + 1)]
+    return int(np.argmax(scores)) - reach
 
 
 def _odd(value: float) -> int:

@@ -20,7 +20,8 @@ import cv2
 import numpy as np
 
 MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
-MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of its span
+MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of the width ...
+MIN_SPAN_COVER = 0.6  # ... and of its own span
 BASELINE_BAND_MM = 2.0  # a stroke "runs along" a baseline when it has ink this close to it ...
 BAND_OF_PITCH = 0.12  # ... but never more than this share of the row pitch
 ALONG_MM = 3.0  # ... over at least this many millimetres of x
@@ -59,12 +60,15 @@ def find_baselines(trace: np.ndarray, px_per_mm_y: float) -> list[float]:
 
 def _covers_row(trace: np.ndarray, y: int, ppm: float) -> bool:
     """A row of trace (not a line of text): ink near y over most of its horizontal extent."""
-    band = trace[max(0, int(y - BASELINE_BAND_MM * ppm)): int(y + BASELINE_BAND_MM * ppm) + 1]
+    reach = MIN_ROW_GAP_MM / 2 * ppm  # as far as the next row allows: a wandering baseline stays within it
+    band = trace[max(0, int(y - reach)): int(y + reach) + 1]
     columns = np.nonzero(band.any(axis=0))[0]
     if len(columns) < 2:
         return False
     width = trace.shape[1]
-    return len(columns) >= MIN_ROW_COVER * width and (columns[-1] - columns[0]) >= 0.4 * width
+    span = columns[-1] - columns[0] + 1
+    # a line of text is inked over part of its span only; a trace runs on with few breaks
+    return len(columns) >= MIN_ROW_COVER * width and span >= 0.4 * width and len(columns) >= MIN_SPAN_COVER * span
 
 
 def _refine_baseline(trace: np.ndarray, y: int, ppm: float) -> float:
