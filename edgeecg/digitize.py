@@ -36,7 +36,7 @@ PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
 STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
-STRIP_MAX_LAG_STEPS = 5  # ... up to this many either way (20 ms: about 2 px at 25 mm/s and 4 px/mm)
+STRIP_MAX_LAG_STEPS = 6  # ... up to this many either way (24 ms: about 2.4 px at 25 mm/s and 4 px/mm)
 SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate this well show the same window
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
@@ -121,7 +121,7 @@ def digitize(
         raise EdgeECGError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     geometry = read_page(image_bgr, RECORD_S, mm_per_s)
     ppm_x, ppm_y = geometry.px_per_mm
-    trace, _, weight = ink_masks(geometry.upright, (ppm_x + ppm_y) / 2)
+    trace, _, weight = ink_masks(geometry)
     baselines = find_baselines(trace, ppm_y)
     if not baselines:
         raise NoTraceFound("no trace on the grid")
@@ -280,16 +280,16 @@ def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tu
               for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)}
     leads, lags = [], []
     for r in strip_rows:
-        scores = {}
-        for p, panel in panels.items():
-            for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1):
-                lag = step * STRIP_STEP_S
-                score = _likeness(values(rows[r], p.t0 + lag, p.t1 + lag, fine), panel)
-                if score > scores.get(p.lead, (-np.inf, 0.0))[0]:
-                    scores[p.lead] = (score, lag)
-        lead = max(scores, key=lambda name: scores[name][0])
-        leads.append(lead)
-        lags.append(scores[lead][1])
+        def score(p: Panel, step: int) -> float:
+            lag = step * STRIP_STEP_S
+            return _likeness(values(rows[r], p.t0 + lag, p.t1 + lag, fine), panels[p])
+
+        # every panel on every other step, then the best one's neighbouring steps
+        coarse = {(p, step): score(p, step) for p in panels for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1, 2)}
+        best, step = max(coarse, key=coarse.get)
+        fine_steps = {s: coarse.get((best, s)) or score(best, s) for s in (step - 1, step, step + 1)}
+        leads.append(best.lead)
+        lags.append(max(fine_steps, key=fine_steps.get) * STRIP_STEP_S)
     return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous, lags
 
 

@@ -21,13 +21,14 @@ No torch: numpy and OpenCV only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from .crop import SIDE_BAND, NoGridFound, _coarse_quad, _refine_quad, find_trace_quad, order_clockwise
 
+READ_KERNEL_PX = 11  # the paper-level neighbourhood while the scale is not yet known (2.5 mm at 4.4 px/mm)
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
 TRACE_DARKNESS = 0.3  # a pixel this much darker than the paper, in grey, is trace/text ink ...
 FAINT_TRACE_DARKNESS = 0.12  # ... and so is a fainter one joined to such ink (thin R-peak tips, blur)
@@ -37,7 +38,7 @@ MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: bel
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
-SKEW_SIDE = 800  # pixels: the copy on which the two candidate regions are compared ...
+SKEW_SIDE = 640  # pixels: the copy on which the two candidate regions are compared ...
 SKEW_TOLERANCE_PX = 1.0  # ... and a printed box wins unless the ruled area leans less by more than this
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
@@ -52,6 +53,8 @@ class PageGeometry:
     grid_period_px: tuple[float, float]  # measured period of the grid lines (x, y) in `upright` pixels
     grid_period_mm: float  # along x: 1.0 when the minor lines set the period, 5.0 when only major lines show
     outline_box: bool  # True when the region came from a printed outline box
+    ink: tuple[np.ndarray, np.ndarray] = field(repr=False, default=None)  # `darkness` of `upright` (grey, grid)
+    ink_kernel_px: int = READ_KERNEL_PX  # the paper-level neighbourhood `ink` was measured with
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 2) points of `upright` back to input-image pixels (for overlays)."""
@@ -83,15 +86,18 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
     return 2.0 * lightest - darkest, darkest
 
 
-def ink_masks(upright_bgr: np.ndarray, px_per_mm: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(trace ink, grid ink) as uint8 masks of an upright grid region, and the grey-ink darkness (float32)
+def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(trace ink, grid ink) as uint8 masks of the upright grid region, and the grey-ink darkness (float32)
     that weighs each trace pixel when a stroke's centre is sought between pixels.
 
     Trace ink is dark in every channel. Straight lines longer than any trace
     feature (grid lines of a black grid, separator bars, the outline box) are
     removed from it and counted as grid.
     """
-    grey_ink, grid_ink = darkness(upright_bgr, _odd(PAPER_KERNEL_MM * px_per_mm))
+    px_per_mm = sum(page.px_per_mm) / 2
+    kernel = _odd(PAPER_KERNEL_MM * px_per_mm)
+    # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
+    grey_ink, grid_ink = page.ink if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)
     trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     grid = ((grid_ink > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
     long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
@@ -144,7 +150,7 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     quad, outline = _grid_quad(image_bgr)
     upright = _warp(image_bgr, quad)
-    grey_ink, grid_ink = darkness(upright, 9)
+    grey_ink, grid_ink = darkness(upright, READ_KERNEL_PX)
     trace = grey_ink > TRACE_DARKNESS
     grid = np.where(trace, 0.0, grid_ink)
     period_x = _grid_period(grid.mean(axis=0))
@@ -160,7 +166,8 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
     ppm = (period_x / period_mm, period_y / period_mm_y)
     if not all(MIN_PX_PER_MM <= v <= MAX_PX_PER_MM for v in ppm) or max(ppm) > 1.25 * min(ppm):
         raise NoGridFound("no ECG grid found (grid spacing not readable)")
-    return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline)
+    return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline,
+                        (grey_ink, grid_ink))
 
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
