@@ -24,11 +24,10 @@ from .crop import NoGridFound
 from .digitize import Digitized, NoTraceFound, digitize
 from .layouts import LEADS
 
-MAX_PEN_MM = 1.5  # printers draw 0.2-0.5 mm lines (a coarse JPEG scan smears them to 1 mm); wider is out of focus
+MAX_PEN_MM = 2.0  # printers draw 0.2-0.5 mm lines (a coarse JPEG or a phone photo smears them to 1-1.7 mm); wider is out of focus
 MIN_BPM, MAX_BPM = 20.0, 250.0
 MIN_RATED_S = 1.0  # a lead needs this much plotted time to count its beats
-MIN_RATED_LEADS = 3  # leads with enough plotted time to count beats in ...
-MIN_BEAT_LEADS = 0.5  # ... of which at least this share must show beats at a human rate
+MIN_BEAT_LEADS = 3  # this many leads with enough plotted time (or half of them) must show beats at a human rate
 MIN_LEAD_PTP_MV = 0.05  # a lead that moves less than this is a flat line
 BEAT_GAP_S = 0.25  # two beats are at least this far apart (240 bpm)
 
@@ -62,7 +61,7 @@ def assess(image_bgr: np.ndarray, allow_partial: bool = False, rate: float = 500
     rates = [bpm for bpm in (beats_per_minute(reading.signal[:, i], reading.rate) for i in moving) if bpm is not None]
     human = [bpm for bpm in rates if MIN_BPM <= bpm <= MAX_BPM]
     evidence.update(moving_leads=len(moving), heart_rate_bpm=round(float(np.median(human)), 1) if human else None)
-    if len(rates) < MIN_RATED_LEADS or len(human) < MIN_BEAT_LEADS * len(rates):
+    if len(human) < min(MIN_BEAT_LEADS, len(rates) / 2) or not rates:
         return Verdict("no heartbeat in the traces", evidence, reading)
     if reading.partial and not allow_partial:
         return Verdict(f"only {len(reading.leads_found)} of 12 leads", evidence, reading)

@@ -35,6 +35,7 @@ FAINT_TRACE_DARKNESS = 0.12  # ... and so is a fainter one joined to such ink (t
 GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in some channel
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
+MIN_PAPER_SHARE = 0.55  # paper is at least this bright relative to the brightest paper in view
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
@@ -227,7 +228,10 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     factor = max(1, -(-max(h, w) // 640))
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
     grey_ink, grid_ink = darkness(small, 7)
-    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS)).astype(np.uint8)
+    # only lines on paper: a desk or a shadow around the page is grainy, not ruled
+    brightness = cv2.dilate(small.max(axis=2), np.ones((7, 7), np.uint8))
+    on_paper = brightness > MIN_PAPER_SHARE * np.percentile(brightness, 95)
+    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper).astype(np.uint8)
     # the ruled area is where grid ink is dense on every scale of a few squares
     density = cv2.blur(grid.astype(np.float32), (15, 15))
     ruled = (density > 0.12).astype(np.uint8)
