@@ -110,7 +110,7 @@ def trt_export(gpu_with_tensorrt, tmp_path_factory, mendeley_dir):
                                                                               name="tiny"))})
     scans = run / "scans"
     scans.mkdir()
-    for path in sorted(mendeley_dir.rglob("*.jpg"))[::60][:8]:
+    for path in sorted(mendeley_dir.rglob("*.jpg"))[::6][:8]:
         shutil.copy(path, scans / path.name)
     options = ExportOptions(source=run, out=run / "export", verify_data=scans, calib=scans, trt=True,
                             fp16_engine=True, int8=True, calib_method="minmax", max_batch=4)
