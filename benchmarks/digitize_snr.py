@@ -39,6 +39,14 @@ def _score(truth: np.ndarray, estimate: np.ndarray, rate: float) -> list:
     return [s for s in (score_lead(truth[:, i], estimate[:, i], rate) for i in range(len(LEADS))) if s is not None]
 
 
+def _at_rate(signal: np.ndarray, rate: float, target: float) -> np.ndarray:
+    """The signal as the pen drew it (straight between samples), sampled at `target` Hz: a 100 Hz record is
+    scored at 500 Hz, so the best-shift search is not limited to 10 ms steps."""
+    times = np.arange(int(round(len(signal) / rate * target))) / target
+    grid = np.arange(len(signal)) / rate
+    return np.stack([np.interp(times, grid, signal[:, i]) for i in range(signal.shape[1])], axis=1)
+
+
 def _signals(pages: int, ptbxl: Path | None) -> list[tuple[np.ndarray, float]]:
     """(signal mV, rate) per page: PTB-XL fold-9 records in ecg_id order, or synthetic ECGs."""
     if ptbxl is None:
@@ -63,12 +71,12 @@ def _render_rows(pages: int, ptbxl: Path | None) -> list[tuple]:
                 page = render_printout(np.nan_to_num(signal), rate, options, seed=seed)
                 start = time.perf_counter()
                 try:
-                    result = digitize(page.image, rate=rate)
+                    result = digitize(page.image, rate=FS)
                 except EdgeECGError:
                     continue
                 ms.append((time.perf_counter() - start) * 1e3)
                 found += result.layout == name
-                scores = _score(np.nan_to_num(signal) - page.baseline_mv, result.signal, rate)
+                scores = _score(_at_rate(np.nan_to_num(signal) - page.baseline_mv, rate, FS), result.signal, FS)
                 snrs += [s.snr_db for s in scores]
                 rs += [s.pearson_r for s in scores]
             rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), _median(ms)))

@@ -131,7 +131,7 @@ def digitize(
         raise NoTraceFound("no trace on the grid")
 
     rows, pulse_heights = _cut_pulses(rows, ppm_x, ppm_y)
-    gain, gain_source = _gain(pulse_heights, mm_per_mv)
+    gain, gain_source = _gain(pulse_heights, mm_per_mv, len(rows))
     start = float(np.median([r.x_start for r in rows]))
     end = float(np.median([r.x_end for r in rows]))
     duration = (end - start) / ppm_x / mm_per_s
@@ -234,19 +234,21 @@ def _trace_gap(envelope: np.ndarray, after: int, ppm_x: float) -> float:
     return 2.5 * ppm_x
 
 
-def _gain(pulse_heights: list[float], fixed: float | None) -> tuple[float, str]:
-    """mm per mV: as given, else from the pulses (rounded to the standard 5/10/20 when within 20 %), else 10."""
+def _gain(pulse_heights: list[float], fixed: float | None, rows: int) -> tuple[float, str]:
+    """mm per mV: as given; else from the pulses when most rows print one and they agree on a standard
+    gain (5, 10 or 20 mm/mV, within 20 %); else the standard 10. A lone step-shaped wave, or pulses of
+    no standard height, are more likely misread than a cart printing an odd gain."""
     if fixed is not None:
         if not fixed > 0:
             raise EdgeECGError(f"mm per mV must be positive, got {fixed}")
         return float(fixed), "given"
-    if not pulse_heights:
+    if len(pulse_heights) < max(1, rows / 2):
         return GAIN_MM_PER_MV, "default"
     measured = float(np.median(pulse_heights))
     for standard in (5.0, 10.0, 20.0):
         if abs(measured / standard - 1) <= 0.2:
             return standard, "pulse"
-    return measured, "pulse"
+    return GAIN_MM_PER_MV, "default"
 
 
 def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:

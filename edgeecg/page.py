@@ -36,11 +36,13 @@ GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in 
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
 MIN_PAPER_SHARE = 0.55  # paper is at least this bright relative to the brightest paper in view
+MIN_GRID_DENSITY = 0.12  # share of a 15 x 15 window (about 3 squares of 5 mm) on grid ink ...
+MIN_LINE_DENSITY = 0.02  # ... and on level or upright lines of it (one such line across the window: 0.07)
 MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
-SKEW_SIDE = 640  # pixels: the copy on which the two candidate regions are compared ...
-SKEW_TOLERANCE_PX = 1.0  # ... and a printed box wins unless the ruled area leans less by more than this
+SHARPNESS_SIDE = 640  # pixels: the copy on which the two candidate regions are compared ...
+OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -100,6 +102,7 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
     grey_ink, grid_ink = page.ink if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)
     trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
+    trace[~on_paper(page.upright, kernel)] = 0  # the edge of a photographed page against the desk is no trace
     grid = ((grid_ink > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
     long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
@@ -110,6 +113,13 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
     grid = cv2.bitwise_or(grid, straight & (grey_ink > TRACE_DARKNESS).astype(np.uint8))
     return trace, grid, np.clip(grey_ink, 0.0, 1.0).astype(np.float32)
+
+
+def on_paper(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
+    """bool mask of pixels on paper: near something at least MIN_PAPER_SHARE as bright as the brightest
+    paper in view. A desk or a deep shadow around a photographed page is not paper."""
+    brightness = cv2.dilate(image_bgr.max(axis=2), np.ones((kernel_px, kernel_px), np.uint8))
+    return brightness > MIN_PAPER_SHARE * np.percentile(brightness, 95)
 
 
 def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -174,39 +184,38 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """(corners, from an outline box?): the printed box when it frames most of the ruled area and
     straightens the grid at least as well as the ruled area's own outline does, else that outline."""
-    ruled = _ruled_quad(image)
     try:
         outline = find_trace_quad(image)
     except NoGridFound:
-        return ruled, False
+        return _ruled_quad(image), False
+    try:
+        ruled = _ruled_quad(image)
+    except NoGridFound:
+        return outline, True
     if cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
         return ruled, False
-    # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright
-    if _skew(image, outline) <= _skew(image, ruled) + SKEW_TOLERANCE_PX:
+    # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright,
+    # so they stand out sharply in the profiles of the region's centre (which both quads cover)
+    if _sharpness(image, outline) * OUTLINE_PREFERENCE >= _sharpness(image, ruled):
         return outline, True
     return ruled, False
 
 
-def _skew(image: np.ndarray, quad: np.ndarray) -> float:
-    """How far the grid lines lean once `quad` is warped upright, in pixels of a small copy: the shift
-    between the vertical lines' positions near the top and near the bottom, plus the horizontal lines'
-    near the left and the right (0 when the warp straightens the grid)."""
-    scale = SKEW_SIDE / max(image.shape[:2])
+def _sharpness(image: np.ndarray, quad: np.ndarray) -> float:
+    """How sharply the grid lines stand out in the column and row profiles of the central part of the
+    region once `quad` is warped upright (a leaning warp smears them): the weaker axis's contrast."""
+    scale = SHARPNESS_SIDE / max(image.shape[:2])
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     grey_ink, grid_ink = darkness(_warp(small, quad * scale), 5)
     grid = np.where(grey_ink > TRACE_DARKNESS, 0.0, grid_ink)
-    third_h, third_w = grid.shape[0] // 3, grid.shape[1] // 3
-    across = _lag(grid[:third_h].mean(axis=0), grid[-third_h:].mean(axis=0))
-    down = _lag(grid[:, :third_w].mean(axis=1), grid[:, -third_w:].mean(axis=1))
-    return float(abs(across) + abs(down))
+    h, w = grid.shape
+    centre = grid[h // 5: h - h // 5, w // 5: w - w // 5]
+    return min(_contrast(centre.mean(axis=0)), _contrast(centre.mean(axis=1)))
 
 
-def _lag(a: np.ndarray, b: np.ndarray, reach: int = 12) -> int:
-    """The shift of `b` against `a` (within +-reach) that lines their peaks up best."""
-    a, b = a - a.mean(), b - b.mean()
-    n = len(a)
-    scores = [float(np.dot(a[max(0, -k): n - max(0, k)], b[max(0, k): n - max(0, -k)])) for k in range(-reach, reach + 1)]
-    return int(np.argmax(scores)) - reach
+def _contrast(profile: np.ndarray) -> float:
+    """Peaks over the typical level of a profile of line darkness."""
+    return float((np.percentile(profile, 97) - np.median(profile)) / max(float(profile.mean()), 1e-6))
 
 
 def _odd(value: float) -> int:
@@ -228,13 +237,13 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     factor = max(1, -(-max(h, w) // 640))
     small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
     grey_ink, grid_ink = darkness(small, 7)
-    # only lines on paper: a desk or a shadow around the page is grainy, not ruled
-    brightness = cv2.dilate(small.max(axis=2), np.ones((7, 7), np.uint8))
-    on_paper = brightness > MIN_PAPER_SHARE * np.percentile(brightness, 95)
-    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper).astype(np.uint8)
-    # the ruled area is where grid ink is dense on every scale of a few squares
-    density = cv2.blur(grid.astype(np.float32), (15, 15))
-    ruled = (density > 0.12).astype(np.uint8)
+    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper(small, 7)).astype(np.uint8)
+    # ruled paper is dense with grid ink, part of it in level or upright lines (creases, text, shading and
+    # a desk are slanted, short or grainy)
+    lines = cv2.bitwise_or(cv2.morphologyEx(grid, cv2.MORPH_OPEN, np.ones((1, 7), np.uint8)),
+                           cv2.morphologyEx(grid, cv2.MORPH_OPEN, np.ones((7, 1), np.uint8)))
+    dense = cv2.blur(grid.astype(np.float32), (15, 15)) > MIN_GRID_DENSITY
+    ruled = (dense & (cv2.blur(lines.astype(np.float32), (15, 15)) > MIN_LINE_DENSITY)).astype(np.uint8)
     ruled = cv2.morphologyEx(ruled, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(ruled, connectivity=8)
     if count < 2:
