@@ -62,8 +62,8 @@ def _plot(curve, chosen, target: Path, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.plot(curve.coverage, curve.risk, color="black", label=f"AURC {curve.aurc:.4f}")
-    for target, risk, coverage in chosen:
-        ax.scatter([coverage], [risk], zorder=3, label=f"target risk {target:.2f}: coverage {coverage:.2f}, risk {risk:.3f}")
+    for goal, risk, coverage in chosen:
+        ax.scatter([coverage], [risk], zorder=3, label=f"target risk {goal:.2f}: coverage {coverage:.2f}, risk {risk:.3f}")
     ax.set_xlabel("coverage (share answered)")
     ax.set_ylabel("risk (error rate among answered)")
     ax.set_title(f"risk-coverage, out-of-fold: {title}")
