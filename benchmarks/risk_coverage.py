@@ -12,24 +12,9 @@ on the top probability and the coverage it keeps.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-import numpy as np
-
-from edgeecg.backends import softmax
-from edgeecg.selective import risk_coverage, threshold_for_risk
-
-
-def out_of_fold(run: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities, labels) of every validation file of every fold, at the run's temperature."""
-    folds = sorted((run / "folds").glob("fold*.json"))
-    if not folds:
-        raise SystemExit(f"{run}: no folds/fold*.json with validation logits")
-    logits = np.concatenate([np.asarray(json.loads(f.read_text())["validation_logits"], np.float64) for f in folds])
-    labels = np.concatenate([np.asarray(json.loads(f.read_text())["validation_labels"], int) for f in folds])
-    temperature = json.loads((run / "metrics.json").read_text()).get("calibration", {}).get("temperature", 1.0)
-    return softmax(logits, temperature), labels
+from edgeecg.selective import out_of_fold, risk_coverage, threshold_for_risk
 
 
 def main() -> None:

@@ -53,6 +53,10 @@ def select_rows(
     if include_shipped:
         for name, path in shipped_model_paths(models_dir).items():
             row = _onnx_row(name, path)
+            if (row.contract.extra or {}).get("modality") == "signal":
+                notes.append(f"shipped model {name} left out: a signal model (the bench times image models; "
+                             "`edgeecg infer --json` reports its stages)")
+                continue
             if not wanted <= set(row.contract.classes):
                 notes.append(f"shipped model {name} left out: its classes ({', '.join(row.contract.classes)}) "
                              "do not cover the data's labels")

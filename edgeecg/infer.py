@@ -31,6 +31,7 @@ from .errors import EdgeECGError
 from .gate import Verdict, assess
 from .imageio import decode_image, read_image, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
+from .signal_runtime import SignalModel
 
 MULTILABEL_THRESHOLD = 0.5
 
@@ -51,6 +52,8 @@ class InferenceResult(TypedDict, total=False):
     forced: str  # the gate's refusal that `force` overrode
     gate: dict  # the gate's evidence: grid, trace, leads found, pen width, heart rate
     page: dict  # the page reading: layout, columns, rhythm leads, scale, per-lead quality
+    branches: dict  # per-branch probabilities (signal, image) behind the answer
+    confidence: dict  # top probability against the model's abstain threshold, when its contract has one
 
 
 def classify_path(
@@ -63,6 +66,7 @@ def classify_path(
     data: bytes | None = None,
     force: bool = False,
     allow_partial: bool = False,
+    abstain: bool = False,
 ) -> InferenceResult:
     """Read an image file (or its bytes, already read as `data`) and classify it (see `classify_image`).
 
@@ -74,7 +78,8 @@ def classify_path(
     else:
         image = decode_image(data, str(path), allow_corrupt=allow_corrupt)
     decode_ms = (perf_counter() - start) * 1e3
-    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms, force, allow_partial)
+    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms, force, allow_partial,
+                     abstain)
 
 
 def classify_image(
@@ -85,13 +90,17 @@ def classify_image(
     top_k: int | None = None,
     force: bool = False,
     allow_partial: bool = False,
+    abstain: bool = False,
 ) -> InferenceResult:
     """Classify a decoded image; `crop=None` follows the model's contract, False feeds the whole frame.
 
     A page the quality gate refuses gets `refused` (its reason) and no label, unless `force`;
-    a partial capture (fewer than 12 leads) is refused unless `allow_partial`.
+    a partial capture (fewer than 12 leads) is refused unless `allow_partial`. A model whose contract
+    carries an abstain threshold (chosen on validation folds for a target risk) marks answers below it
+    as not confident, and `abstain` refuses them.
     """
-    return _classify(image_bgr, backend, crop, save_crop_dir, top_k, None, perf_counter(), 0.0, force, allow_partial)
+    return _classify(image_bgr, backend, crop, save_crop_dir, top_k, None, perf_counter(), 0.0, force, allow_partial,
+                     abstain)
 
 
 def _classify(
@@ -105,6 +114,7 @@ def _classify(
     decode_ms: float,
     force: bool,
     allow_partial: bool,
+    abstain: bool = False,
 ) -> InferenceResult:
     contract = backend.contract
     image = to_bgr8(image)
@@ -115,6 +125,9 @@ def _classify(
     gate_ms = (perf_counter() - g0) * 1e3
     if not verdict.readable and not force:
         return _refusal(verdict, backend, path, decode_ms, gate_ms, start)
+    if isinstance(backend, SignalModel):
+        result = _classify_signals(verdict, backend, top_k, path, start, decode_ms, gate_ms)
+        return _abstention(result) if abstain else result
 
     t0 = perf_counter()
     if use_crop:
@@ -137,17 +150,8 @@ def _classify(
     if not np.all(np.isfinite(logits)):
         raise EdgeECGError(f"{backend.path}: model returned non-finite outputs (NaN/inf)")
     probs = probabilities(logits, contract)[0]
-    order = np.argsort(-probs, kind="stable")
-    shown = order[:top_k] if top_k else order
-
-    result: InferenceResult = {
-        "path": str(path) if path is not None else None,
-        "task": contract.task,
-        "label": contract.classes[order[0]],
-    }
-    if contract.task == "multilabel":
-        result["labels"] = [contract.classes[i] for i in order if probs[i] > MULTILABEL_THRESHOLD]
-    result["probs"] = {contract.classes[i]: round(float(probs[i]), 6) for i in shown}
+    result = _labelled(probs, contract, top_k, path)
+    result.update(_confidence(probs, contract))
     result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
     result.update(_page_fields(verdict))
     if not verdict.readable:
@@ -164,7 +168,64 @@ def _classify(
         "model": round((t3 - t2) * 1e3, 3),
         "total": round((end - start) * 1e3, 3),
     }
+    return _abstention(result) if abstain else result
+
+
+def _classify_signals(verdict: Verdict, model: SignalModel, top_k: int | None, path: Path | None, start: float,
+                      decode_ms: float, gate_ms: float) -> InferenceResult:
+    """Classify the leads the gate's reading of the page gave (a signal model needs no crop)."""
+    if verdict.reading is None:
+        raise EdgeECGError(f"a signal model needs a page it can read ({verdict.reason})")
+    t0 = perf_counter()
+    probs = model.page_probabilities(verdict.reading)
+    model_ms = (perf_counter() - t0) * 1e3
+    contract = model.contract
+    result = _labelled(probs, contract, top_k, path)
+    result.update(_confidence(probs, contract))
+    result["branches"] = {"signal": {name: round(float(p), 6) for name, p in zip(contract.classes, probs)}}
+    result.update(_page_fields(verdict))
+    if not verdict.readable:
+        result["forced"] = verdict.reason
+    result["model"] = model_info(model)
+    result["ms"] = {"decode": round(decode_ms, 3), "gate": round(gate_ms, 3), "model": round(model_ms, 3),
+                    "total": round((perf_counter() - start) * 1e3, 3)}
     return result
+
+
+def _labelled(probs: np.ndarray, contract, top_k: int | None, path: Path | None) -> InferenceResult:
+    """path, task, label(s) and the probabilities, most probable first (the top k when asked)."""
+    order = np.argsort(-probs, kind="stable")
+    shown = order[:top_k] if top_k else order
+    result: InferenceResult = {
+        "path": str(path) if path is not None else None,
+        "task": contract.task,
+        "label": contract.classes[order[0]],
+    }
+    if contract.task == "multilabel":
+        result["labels"] = [contract.classes[i] for i in order if probs[i] > MULTILABEL_THRESHOLD]
+    result["probs"] = {contract.classes[i]: round(float(probs[i]), 6) for i in shown}
+    return result
+
+
+def _confidence(probs: np.ndarray, contract) -> dict:
+    """{"confidence": ...} when the model's contract carries an abstain threshold (multiclass only), else {}."""
+    rule = (contract.extra or {}).get("selective")
+    if not rule or contract.task != "multiclass":
+        return {}
+    top = float(probs.max())
+    return {"confidence": {"top": round(top, 6), "min": rule["min_confidence"], "target_risk": rule["target_risk"],
+                           "confident": top >= rule["min_confidence"]}}
+
+
+def _abstention(result: InferenceResult) -> InferenceResult:
+    """An answer below the model's abstain threshold becomes a refusal (no label), its reason the numbers."""
+    confidence = result.get("confidence")
+    if not confidence or confidence["confident"]:
+        return result
+    reason = (f"not confident enough ({confidence['top']:.2f} < {confidence['min']:.2f}, the threshold chosen "
+              f"for {confidence['target_risk']:.0%} risk on validation folds)")
+    kept = {k: v for k, v in result.items() if k not in ("label", "labels", "probs", "branches", "forced")}
+    return {**kept, "refused": reason}
 
 
 def _page_fields(verdict: Verdict) -> dict:

@@ -23,7 +23,8 @@ import click
 import cv2
 
 from . import registry
-from .backends import BACKENDS, Backend, open_backend
+from .backends import BACKENDS, Backend
+from .signal_runtime import open_model
 from .datasets import is_image
 from .errors import EdgeECGError, first_line
 from .registry import DEFAULT_MODEL, list_models, resolve_model
@@ -49,16 +50,18 @@ from .registry import DEFAULT_MODEL, list_models, resolve_model
 @click.option("--allow-corrupt", is_flag=True, help="classify images whose decoder reports corrupt data")
 @click.option("--force", is_flag=True, help="diagnose pages the quality gate refuses (the result says it was forced)")
 @click.option("--allow-partial", is_flag=True, help="diagnose partial captures (fewer than 12 leads readable)")
+@click.option("--abstain", is_flag=True,
+              help="refuse answers below the model's abstain threshold (chosen on validation folds for 5 % risk)")
 def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, threads, camera, watch,
-          quiet_period, allow_corrupt, force, allow_partial) -> None:
+          quiet_period, allow_corrupt, force, allow_partial, abstain) -> None:
     """Classify ECG printout images (files or folders), a camera frame or a watched folder."""
     sources = sum([bool(paths), camera is not None, watch is not None])
     if sources != 1:
         raise click.UsageError("give image PATHs, --camera SRC or --watch DIR (exactly one of them)")
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # every problem is reported by us, once
-    model = open_backend(resolve_model(model_name), backend=backend, threads=threads)
+    model = open_model(resolve_model(model_name), backend=backend, threads=threads)
     options = dict(crop=False if no_crop else None, save_crop_dir=save_crop, top_k=top_k,
-                   allow_corrupt=allow_corrupt, force=force, allow_partial=allow_partial)
+                   allow_corrupt=allow_corrupt, force=force, allow_partial=allow_partial, abstain=abstain)
     if camera is not None:
         failed = _classify_camera(camera, model, options, as_json)
     elif watch is not None:
@@ -69,6 +72,9 @@ def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, thread
         sys.exit(1)  # not ctx.exit: edgeecg.cli.main runs click with standalone_mode=False, which drops its code
 
 
+MODELS_TABLE_WIDTH = 132
+
+
 @click.command()
 def models() -> None:
     """List the models shipped with edgeecg."""
@@ -77,14 +83,16 @@ def models() -> None:
 
     shipped = list_models()
     console = Console()
+    console = Console(width=max(console.width, MODELS_TABLE_WIDTH))  # a pipe's default 80 columns crush 7 columns
     if not shipped:
         console.print(f"no models shipped in {registry.MODELS_DIR}", markup=False, highlight=False)
         return
     table = Table(title="shipped models")
-    for column in ("name", "file", "classes", "input size", "precision", "task"):
-        table.add_column(column)
+    for column in ("name", "file", "modality", "classes", "input size", "precision", "task"):
+        table.add_column(column, no_wrap=column in ("name", "file"))
     for m in shipped:
-        table.add_row(m.name, m.path.name, ", ".join(m.classes), str(m.input_size), m.precision, m.task)
+        name = f"{m.name} (default)" if m.name == DEFAULT_MODEL else m.name
+        table.add_row(name, m.path.name, m.modality, ", ".join(m.classes), str(m.input_size), m.precision, m.task)
     console.print(table)
 
 
@@ -280,6 +288,9 @@ def _format(result: dict, as_json: bool) -> str:
     else:
         verdict = display(result["label"])
     ms = ", ".join(f"{stage} {v:.1f}" for stage, v in result["ms"].items())
+    confidence = result.get("confidence")
+    if confidence and not confidence["confident"]:
+        verdict += f" (low confidence: {confidence['top']:.2f} < {confidence['min']:.2f})"
     lines = [f"{display(result['path'])}: {verdict}", f"  {probs}", f"  ms: {ms}"]
     if result.get("forced"):
         lines.insert(2, f"  forced past the quality gate, which refused it: {display(result['forced'])}")

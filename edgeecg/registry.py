@@ -15,7 +15,8 @@ from .errors import EdgeECGError, first_line
 from .formats import MODEL_SUFFIXES, ONNX_SUFFIX
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "default"
+DEFAULT_MODEL = "signal"  # the signal branch (digitized leads): what `infer` and `serve` run unless told
+DEFAULT_IMAGE_MODEL = "default"  # the SimCardioNet image model: what `explain` shows saliency for
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ShippedModel:
     input_size: int
     precision: str
     task: str
+    modality: str  # "image" (a page thumbnail) or "signal" (the digitized leads)
 
 
 def shipped_model_paths(models_dir: Path | None = None) -> dict[str, Path]:
@@ -73,4 +75,6 @@ def read_onnx_contract(path: Path) -> ModelContract:
 
 def _describe(name: str, path: Path) -> ShippedModel:
     contract = read_onnx_contract(path)
-    return ShippedModel(name, path, list(contract.classes), contract.input_size, contract.precision, contract.task)
+    modality = (contract.extra or {}).get("modality", "image")
+    return ShippedModel(name, path, list(contract.classes), contract.input_size, contract.precision, contract.task,
+                        modality)

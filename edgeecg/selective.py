@@ -10,9 +10,14 @@ Torch-free.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from .backends import softmax
+from .errors import EdgeECGError
 
 
 @dataclass(frozen=True)
@@ -53,3 +58,31 @@ def threshold_for_risk(curve: RiskCoverage, target_risk: float) -> float:
     if tied[last + 1:].any():  # a threshold cannot split tied confidences: accept none of the tie
         return float(np.nextafter(curve.thresholds[last], np.inf))
     return float(curve.thresholds[last])
+
+
+def out_of_fold(run: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, labels) of every validation file of every fold of a training run, at the run's
+    temperature: each scored by a model that never trained on it."""
+    folds = sorted(Path(run, "folds").glob("fold*.json"))
+    if not folds:
+        raise EdgeECGError(f"{run}: no folds/fold*.json with validation logits")
+    records = [json.loads(f.read_text()) for f in folds]
+    if any("validation_logits" not in r for r in records):
+        raise EdgeECGError(f"{run}: its folds hold no validation logits (a run from before they were kept)")
+    logits = np.concatenate([np.asarray(r["validation_logits"], np.float64) for r in records])
+    labels = np.concatenate([np.asarray(r["validation_labels"], int) for r in records])
+    temperature = json.loads(Path(run, "metrics.json").read_text()).get("calibration", {}).get("temperature", 1.0)
+    return softmax(logits, temperature), labels
+
+
+def selective_record(run: Path, target_risk: float) -> dict:
+    """What a model's contract carries for selective prediction, chosen on the run's validation folds."""
+    probs, labels = out_of_fold(run)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == labels
+    curve = risk_coverage(confidence, correct)
+    threshold = threshold_for_risk(curve, target_risk)
+    accepted = confidence >= threshold
+    return {"target_risk": target_risk, "min_confidence": round(threshold, 6),
+            "validation_coverage": round(float(accepted.mean()), 4),
+            "validation_risk": round(float((~correct[accepted]).mean()) if accepted.any() else 0.0, 4),
+            "validation_aurc": round(curve.aurc, 5), "validation_files": int(len(labels))}

@@ -28,7 +28,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from . import __version__, serve_jobs
-from .backends import Backend, open_backend
+from .backends import Backend
+from .signal_runtime import open_model
 from .errors import EdgeECGError
 from .imageio import MAX_PIXELS
 from .infer import model_info
@@ -82,7 +83,7 @@ class ServeSettings:
 
 def create_app(settings: ServeSettings, backend_factory: Callable[[], Backend] | None = None) -> FastAPI:
     """The app, with its worker pool loaded (the model is opened once per worker, now)."""
-    factory = backend_factory or (lambda: open_backend(settings.model, threads=settings.threads))
+    factory = backend_factory or (lambda: open_model(settings.model, threads=settings.threads))
     pool = WorkerPool(factory, settings.workers, settings.queue, settings.timeout_s)
     metrics = Metrics(lambda: pool.queue_depth, lambda: pool.busy)
 

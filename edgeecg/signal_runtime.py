@@ -18,7 +18,7 @@ import numpy as np
 
 from .backends import sigmoid, softmax
 from .contract import ModelContract
-from .digitize import DEFAULT_RATE, digitize
+from .digitize import DEFAULT_RATE, Digitized, digitize
 from .errors import EdgeECGError, first_line
 from .layouts import LEADS, SPEED_MM_PER_S
 from .signal_input import NORMALISATIONS, SignalSpec, batch_input, resample
@@ -67,6 +67,8 @@ def signal_spec(contract: ModelContract, source: str = "model") -> SignalSpec:
 class SignalModel:
     """An exported signal model in ONNX Runtime, checked against its contract when opened."""
 
+    name = "onnxruntime"  # the backend, as `edgeecg infer --json` reports it
+
     def __init__(self, path: str | Path, threads: int | None = None):
         import onnxruntime as ort
 
@@ -86,6 +88,7 @@ class SignalModel:
         if list(graph_input.shape[1:]) != [self.spec.channels, self.spec.length]:
             raise EdgeECGError(f"{self.path}: graph input {graph_input.shape} does not match its contract "
                                f"(N x {self.spec.channels} x {self.spec.length})")
+        self.precision = self.contract.precision
         trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
         self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
 
@@ -98,9 +101,40 @@ class SignalModel:
         scale = softmax if self.contract.task == "multiclass" else sigmoid
         return scale(self.logits(signals), self.contract.temperature)
 
+    def page_probabilities(self, page: Digitized) -> np.ndarray:
+        """Class probabilities of one digitized page (any rate: it is resampled to the contract's)."""
+        return self.probabilities(resample(page.signal, page.rate, self.spec.rate, self.spec.length)[None])[0]
+
     def classify_page(self, image_bgr: np.ndarray) -> dict:
         """Digitize one page and classify its leads: probabilities per class plus the page summary."""
         page = digitize(image_bgr, DIGITIZER_SETTINGS["rate"])
-        signal = resample(page.signal, page.rate, self.spec.rate, self.spec.length)
-        probs = self.probabilities(signal[None])[0]
+        probs = self.page_probabilities(page)
         return {"probabilities": dict(zip(self.contract.classes, map(float, probs))), "page": page.summary()}
+
+
+def open_model(model: str | Path, backend: str = "auto", threads: int | None = None):
+    """A model file opened for the runtime: a `SignalModel` when its contract says so, else an image backend."""
+    from .backends import open_backend
+    from .formats import ONNX_SUFFIX
+
+    path = Path(model)
+    if path.suffix.lower() == ONNX_SUFFIX and _holds_signal_contract(path):
+        if backend not in ("auto", "onnxruntime"):
+            raise EdgeECGError(f"{path}: a signal model runs with ONNX Runtime only (not --backend {backend})")
+        return SignalModel(path, threads=threads)
+    return open_backend(path, backend=backend, threads=threads)
+
+
+def is_signal_contract(contract: ModelContract) -> bool:
+    return (contract.extra or {}).get("modality") == "signal"
+
+
+def _holds_signal_contract(path: Path) -> bool:
+    """Whether a model file's contract names a signal model; any file it cannot read is left to the image
+    backend, whose checks explain what is wrong with it."""
+    from .registry import read_onnx_contract
+
+    try:
+        return path.is_file() and path.stat().st_size > 0 and is_signal_contract(read_onnx_contract(path))
+    except EdgeECGError:
+        return False

@@ -18,6 +18,7 @@ import torch
 from edgeecg.atomic import atomic_path
 from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
+from edgeecg.selective import selective_record
 from edgeecg.signal_input import batch_input
 from edgeecg.signal_runtime import SignalModel, signal_spec
 from edgeecg.train.checkpoint import contract_from_checkpoint, load_checkpoint
@@ -33,6 +34,7 @@ from .scans import evenly_spaced
 from .ui import step
 
 ARCHITECTURE = "signal_resnet1d"
+SELECTIVE_TARGET_RISK = 0.05  # the error rate allowed among the answers a model is confident enough to give
 
 
 def is_signal_run(source: str | Path) -> bool:
@@ -53,6 +55,13 @@ def export_signal(options: ExportOptions) -> Path:
         raise EdgeECGError("signal models export to FP32 ONNX only for now (leave out --int8, --trt, --fp16)")
     model, contract = load_signal_model(options.source)
     spec = signal_spec(contract, str(options.source))
+    run = Path(options.source)
+    if run.is_dir() and (run / "folds").is_dir():
+        selective = selective_record(run, SELECTIVE_TARGET_RISK)
+        contract = replace(contract, extra={**contract.extra, "selective": selective})
+        step(f"abstain threshold for {SELECTIVE_TARGET_RISK:.0%} risk, chosen on {selective['validation_files']} "
+             f"out-of-fold validation files: top probability >= {selective['min_confidence']:.3f} "
+             f"(coverage {selective['validation_coverage']:.1%})")
     source = options.verify_data or resolve_calib_dir(options.calib)
     table = load_table(source)
     picked = np.array(evenly_spaced(range(len(table)), options.verify_count))

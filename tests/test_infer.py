@@ -272,12 +272,12 @@ def test_infer_needs_exactly_one_source(models, scans, monkeypatch, capsys):
 
 
 def test_unknown_model_name_lists_the_shipped_ones(tmp_path, scans, monkeypatch, capsys):
-    write_tiny_model(tmp_path / "default.onnx")
+    write_tiny_model(tmp_path / f"{registry.DEFAULT_MODEL}.onnx")
     monkeypatch.setattr(registry, "MODELS_DIR", tmp_path)
     code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", "no-such-model", scans[0])
-    assert code == 2 and "unknown model 'no-such-model'" in err and "default" in err
-    code, out, _ = run_cli(monkeypatch, capsys, "infer", "--json", scans[0])  # --model defaults to "default"
-    assert code == 0 and json.loads(out)["model"]["file"] == "default.onnx"
+    assert code == 2 and "unknown model 'no-such-model'" in err and registry.DEFAULT_MODEL in err
+    code, out, _ = run_cli(monkeypatch, capsys, "infer", "--json", scans[0])  # --model defaults to DEFAULT_MODEL
+    assert code == 0 and json.loads(out)["model"]["file"] == f"{registry.DEFAULT_MODEL}.onnx"
 
 
 def test_runtime_never_imports_torch_or_onnx(models, scans):

@@ -31,7 +31,7 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.formats import is_engine
 from edgeecg.imageio import read_image
 from edgeecg.preprocess import crop_and_resize, normalize
-from edgeecg.registry import DEFAULT_MODEL, resolve_model
+from edgeecg.registry import DEFAULT_IMAGE_MODEL, resolve_model
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .model import SimCardioNet
@@ -90,7 +90,7 @@ def load_explain_model(model: str | None, method: str = "auto", layer: str | Non
         raise EdgeECGError(f"unknown saliency method {method!r} (choose from {', '.join(METHODS)})")
     if layer is not None and layer not in CAM_LAYERS:
         raise EdgeECGError(f"unknown layer {layer!r} (choose from {', '.join(CAM_LAYERS)})")
-    spec = DEFAULT_MODEL if model is None else str(model)
+    spec = DEFAULT_IMAGE_MODEL if model is None else str(model)
     path = Path(spec)
     if path.is_dir() or path.suffix == ".pt":
         network, contract = model_from_checkpoint(load_checkpoint(path), path)

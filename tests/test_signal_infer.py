@@ -1,0 +1,59 @@
+"""`edgeecg infer` with the shipped signal model (the default): digitize, classify, abstain."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+
+from edgeecg.backends import OnnxRuntimeBackend
+from edgeecg.errors import EdgeECGError
+from edgeecg.infer import classify_path
+from edgeecg.registry import DEFAULT_MODEL, resolve_model
+from edgeecg.signal_runtime import SignalModel, open_model
+from helpers_onnx import run_cli
+
+REPO = Path(__file__).resolve().parents[1]
+SCAN = REPO / "examples" / "normal_normal_0120.jpg"
+
+
+def test_the_default_model_reads_the_leads(monkeypatch, capsys):
+    assert DEFAULT_MODEL == "signal"
+    code, out, err = run_cli(monkeypatch, capsys, "infer", "--json", SCAN)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["model"]["file"] == "signal.onnx"
+    assert result["label"] in result["probs"] and set(result["branches"]["signal"]) == set(result["probs"])
+    assert result["page"]["layout"] == "3x4+1" and len(result["page"]["leads_found"]) == 12
+    assert {"top", "min", "target_risk", "confident"} <= set(result["confidence"])
+    assert set(result["ms"]) == {"decode", "gate", "model", "total"}
+
+
+def test_models_are_opened_by_what_their_contract_says():
+    assert isinstance(open_model(resolve_model("signal")), SignalModel)
+    assert isinstance(open_model(resolve_model("default")), OnnxRuntimeBackend)
+    with pytest.raises(EdgeECGError, match="ONNX Runtime only"):
+        open_model(resolve_model("signal"), backend="tensorrt")
+
+
+def _with_threshold(tmp_path: Path, threshold: float) -> Path:
+    model = onnx.load(str(resolve_model("signal")))
+    entry = next(p for p in model.metadata_props if p.key == "edgeecg")
+    contract = json.loads(entry.value)
+    contract["extra"]["selective"]["min_confidence"] = threshold
+    entry.value = json.dumps(contract)
+    path = tmp_path / "strict.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_answers_below_the_abstain_threshold_are_marked_and_refused_with_abstain(tmp_path):
+    strict = SignalModel(_with_threshold(tmp_path, 0.999999))
+    marked = classify_path(SCAN, strict)
+    assert marked["confidence"]["confident"] is False and "label" in marked
+    refused = classify_path(SCAN, strict, abstain=True)
+    assert refused["refused"].startswith("not confident enough") and "label" not in refused
+    lenient = SignalModel(_with_threshold(tmp_path, 0.0))
+    assert classify_path(SCAN, lenient, abstain=True)["confidence"]["confident"] is True
