@@ -56,7 +56,7 @@ def export_signal(options: ExportOptions) -> Path:
     model, contract = load_signal_model(options.source)
     spec = signal_spec(contract, str(options.source))
     run = Path(options.source)
-    if run.is_dir() and (run / "folds").is_dir():
+    if contract.task == "multiclass" and run.is_dir() and any((run / "folds").glob("fold*.json")):
         selective = selective_record(run, SELECTIVE_TARGET_RISK)
         contract = replace(contract, extra={**contract.extra, "selective": selective})
         step(f"abstain threshold for {SELECTIVE_TARGET_RISK:.0%} risk, chosen on {selective['validation_files']} "
