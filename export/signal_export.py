@@ -4,11 +4,14 @@ Parity is checked on real inputs made the runtime's way: scans digitized by
 `edgeecg.digitize` (the calibration folder by default, `--verify-data` to
 choose), resampled and normalised by `edgeecg.signal_input`, run through
 `edgeecg.signal_runtime.SignalModel` (which also reads the contract back and
-refuses a mismatch). FP16, INT8 and TensorRT are not built for signal models yet.
+refuses a mismatch). `--int8` adds a CPU INT8 model (static Q/DQ, calibrated on digitized
+calibration scans, checked on the evaluation set); FP16 and TensorRT are not built for signal models yet.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,12 +29,17 @@ from edgeecg.train.data import load_table
 from edgeecg.train.signal_data import load_digitized
 from edgeecg.train.signal_model import SignalNetConfig, SignalResNet, build_signal_model
 
+import onnx
+
 from .calibration import resolve_calib_dir
+from .int8_eval import EVAL_CSV_NAME, MAX_ACCURACY_DROP_PP, MIN_TOP1_AGREEMENT
+from .onnx_io import check_onnx, set_contract
+from .quantize import CALIB_METHODS, drop_unused_domains, prepare_for_quantization, quantize_int8
 from .onnx_export import export_onnx, require_parity, torch_logits
 from .onnx_io import save_onnx
 from .options import ExportOptions, default_out_dir
 from .scans import evenly_spaced
-from .ui import step
+from .ui import step, warn
 
 ARCHITECTURE = "signal_resnet1d"
 SELECTIVE_TARGET_RISK = 0.05  # the error rate allowed among the answers a model is confident enough to give
@@ -51,8 +59,9 @@ def load_signal_model(source: str | Path) -> tuple[SignalResNet, ModelContract]:
 
 def export_signal(options: ExportOptions) -> Path:
     """Write NAME.onnx (FP32) into the output folder and return its path."""
-    if options.int8 or options.trt or options.fp16_engine:
-        raise EdgeECGError("signal models export to FP32 ONNX only for now (leave out --int8, --trt, --fp16)")
+    if options.trt or options.fp16_engine or "tensorrt" in options.int8_targets:
+        raise EdgeECGError("signal models export to ONNX FP32 and CPU INT8 only for now (leave out --trt, --fp16, "
+                           "--int8-target tensorrt)")
     model, contract = load_signal_model(options.source)
     spec = signal_spec(contract, str(options.source))
     run = Path(options.source)
@@ -77,4 +86,65 @@ def export_signal(options: ExportOptions) -> Path:
         agreement = require_parity(reference, SignalModel(tmp).logits(signals))
     step(f"ONNX FP32 matches PyTorch on {agreement.n_scans} digitized scans: max |delta logit| "
          f"{agreement.max_abs_delta:.2e}; wrote {path}")
+    if options.int8:
+        export_signal_int8(path, contract, spec, options)
     return path
+
+
+def export_signal_int8(fp32_path: Path, contract: ModelContract, spec, options: ExportOptions) -> Path:
+    """NAME-int8.onnx: static Q/DQ (per-channel s8 weights, u8 activations, ONNX Runtime on CPUs), calibrated
+    on the digitized calibration scans with the method that best follows FP32 there, then compared with FP32 on
+    the separate labelled evaluation set, loudly when it misses the targets."""
+    calib_source = resolve_calib_dir(options.calib)
+    calibration, _ = load_digitized(load_table(calib_source), spec)
+    eval_source = options.eval_data or Path(calib_source) / EVAL_CSV_NAME
+    evaluation = load_table(eval_source) if Path(eval_source).exists() else None
+    step(f"INT8: calibrating on {len(calibration)} digitized scans of {calib_source}")
+    reference = SignalModel(fp32_path)
+    target = fp32_path.with_name(f"{fp32_path.stem}-int8.onnx")
+    methods = list(CALIB_METHODS) if options.calib_method == "auto" else [options.calib_method]
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".int8-") as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        prepare_for_quantization(fp32_path, prepared)
+        agreement = {}
+        for method in methods:
+            candidate = Path(tmp) / f"{method}.onnx"
+            quantize_int8(prepared, candidate, batch_input(calibration, spec), "cpu", method)
+            _embed(candidate, contract, method, len(calibration))
+            agreement[method] = _agreement(reference, SignalModel(candidate), calibration)
+        chosen = max(agreement, key=agreement.get)
+        with atomic_path(target) as out:
+            shutil.copyfile(Path(tmp) / f"{chosen}.onnx", out)
+    step(f"INT8 ({chosen}, top-1 agreement with FP32 on the calibration scans {agreement[chosen]:.1%}): wrote {target}")
+    if evaluation is not None:
+        _report_fidelity(reference, SignalModel(target), evaluation, spec, eval_source)
+    return target
+
+
+def _embed(path: Path, contract: ModelContract, method: str, scans: int) -> None:
+    proto = onnx.load(str(path))
+    drop_unused_domains(proto)
+    quantization = {"target": "cpu", "calibrate_method": method, "calib_images": scans}
+    set_contract(proto, replace(contract, precision="int8", extra={**contract.extra, "quantization": quantization}))
+    check_onnx(proto)
+    onnx.save_model(proto, str(path))
+
+
+def _agreement(reference: SignalModel, candidate: SignalModel, signals: np.ndarray) -> float:
+    return float((reference.logits(signals).argmax(1) == candidate.logits(signals).argmax(1)).mean())
+
+
+def _report_fidelity(fp32: SignalModel, int8: SignalModel, table, spec, source) -> None:
+    """FP32 against INT8 on a labelled set neither training nor calibration saw."""
+    signals, _ = load_digitized(table, spec)
+    p32, p8 = fp32.probabilities(signals), int8.probabilities(signals)
+    classes = list(fp32.contract.classes)
+    labels = np.array([classes.index(name) for name in (table.classes[i] for i in table.labels)])
+    agreement = float((p32.argmax(1) == p8.argmax(1)).mean())
+    acc32, acc8 = float((p32.argmax(1) == labels).mean()), float((p8.argmax(1) == labels).mean())
+    line = (f"INT8 vs FP32 on {len(labels)} files of {source}: top-1 agreement {agreement:.1%}, accuracy "
+            f"{acc32:.1%} -> {acc8:.1%} ({(acc8 - acc32) * 100:+.1f} pp)")
+    if agreement < MIN_TOP1_AGREEMENT or (acc32 - acc8) * 100 > MAX_ACCURACY_DROP_PP:
+        warn(f"{line}: misses the targets (>= {MIN_TOP1_AGREEMENT:.0%} agreement, <= {MAX_ACCURACY_DROP_PP:g} pp)")
+    else:
+        step(line)

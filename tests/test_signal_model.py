@@ -125,9 +125,17 @@ def test_tiny_mendeley_signal_run_from_ptbxl_trunk(tmp_path, mendeley_dir, ptbxl
     assert scored["files"] == 4 and 0.0 <= scored["per_file"]["accuracy"] <= 1.0
     from edgeecg.export.cli import export
 
-    exported = CliRunner().invoke(export, [str(out), "--verify-data", str(listing), "--out", str(tmp_path / "x")])
+    exported = CliRunner().invoke(export, [str(out), "--verify-data", str(listing), "--out", str(tmp_path / "x"),
+                                           "--int8", "--eval-data", str(listing)])
     assert exported.exit_code == 0, exported.output
     assert "matches PyTorch on 4 digitized scans" in exported.output and (tmp_path / "x" / "signal-resnet1d.onnx").is_file()
+    assert "INT8 vs FP32 on 4 files" in exported.output
+    from edgeecg.signal_runtime import SignalModel
+
+    int8 = SignalModel(tmp_path / "x" / "signal-resnet1d-int8.onnx")
+    assert int8.contract.precision == "int8" and int8.contract.extra["quantization"]["target"] == "cpu"
+    selective = int8.contract.extra["selective"]  # chosen on the run's out-of-fold validation files
+    assert 0.0 <= selective["min_confidence"] <= 1.0 and selective["target_risk"] == 0.05
 
 
 def test_image_only_settings_are_refused_for_signals(tmp_path, mendeley_dir):

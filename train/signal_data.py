@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -49,7 +50,8 @@ def _digitize_cached(path: Path, sha256: str, folder: Path) -> tuple[np.ndarray,
     except EdgeECGError as exc:  # no grid / no trace: an all-masked input, counted by the caller
         signal = np.full((int(RECORD_S * DEFAULT_RATE), len(LEADS)), np.nan, np.float32)
         summary = {"error": str(exc)}
-    tmp = folder / f".{sha256}.{os.getpid()}.npz"
+    # one temporary name per process and thread: duplicate files of a table are digitized side by side
+    tmp = folder / f".{sha256}.{os.getpid()}.{threading.get_ident()}.npz"
     np.savez_compressed(tmp, signal=signal, summary=json.dumps(summary))
     os.replace(tmp, cached)
     return signal, summary
