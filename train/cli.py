@@ -29,6 +29,8 @@ HELP = {
     "signal_norm": "signal model input normalisation: median (offset removed, mV kept) or zscore",
     "panel_mask": "PTB-XL signals: share of training records masked to the 2.5 s panels of a 3x4+1 page",
     "strip_misread": "of those, share whose 10 s strip (lead II) lands in a random lead's channel, as the digitizer misreads it",
+    "digitized_renders": "PTB-XL signals: also train on each record drawn as a page of a random style (half photo-like) "
+                         "and read back by the digitizer",
     "init_from": "signal run (folder or .pt) whose trunk starts this model, e.g. a PTB-XL signal run",
     "signal_aug": "jitter training signals: gain (page and per lead), 0.02 mV noise, shift up to 0.2 s",
 }

@@ -7,7 +7,10 @@ fold's macro AUC, temperature fitted on the validation fold, one evaluation on
 the test fold. Training records are panel-masked (`--panel-mask`, a 3x4+1
 page's 2.5 s panels) part of the time, so the trunk also knows what the
 digitizer hands it; the test fold is scored on the full recordings (`test`)
-and once more as a correctly read 3x4+1 page would give them (`test_panels`).
+once more as a correctly read 3x4+1 page would give them (`test_panels`), and
+as the runtime reads them from pages of random styles drawn by the renderer,
+clean and photo-like (`test_digitized_clean`, `test_digitized_photo`).
+`--digitized-renders` also trains on such pages of every training record.
 """
 
 from __future__ import annotations
@@ -34,8 +37,11 @@ from .loops import pick_device, seed_everything
 from .plots import plot_training_curves
 from .ptbxl_train import CLASSES, _finite, cap_records, choose_split, log_results, record_lines
 from .run import Run
-from .signal_data import masked_copy
+from .signal_data import digitized_renders, masked_copy
 from .signal_modality import SignalModality
+
+
+RENDER_PHOTO_SHARE = 0.5  # of the training pages drawn for --digitized-renders, this share is photo-like
 
 
 def read_split(root: str, rows: pd.DataFrame, spec: SignalSpec) -> np.ndarray:
@@ -71,6 +77,17 @@ def run_ptbxl_signal(cfg: TrainConfig) -> Path:
         signals["test_panels"] = masked_copy(signals["test"], modality.spec.rate, cfg.seed)
         labels = {"train": ptbxl.multi_hot(split.train), "validation": ptbxl.multi_hot(split.val),
                   "test": ptbxl.multi_hot(split.test), "test_panels": ptbxl.multi_hot(split.test)}
+        test_ids = [int(i) for i in split.test.index]
+        for name, photo in (("test_digitized_clean", 0.0), ("test_digitized_photo", 1.0)):
+            run.log(f"drawing the test records as pages ({name}) and reading them back")
+            signals[name] = digitized_renders(signals["test"], modality.spec.rate, test_ids, cfg.seed, photo)
+            labels[name] = labels["test"]
+        if cfg.digitized_renders:
+            run.log(f"drawing the {len(split.train)} training records as pages and reading them back")
+            read_back = digitized_renders(signals["train"], modality.spec.rate, [int(i) for i in split.train.index],
+                                          cfg.seed, RENDER_PHOTO_SHARE)
+            signals["train"] = np.concatenate([signals["train"], read_back])
+            labels["train"] = np.concatenate([labels["train"], labels["train"]])
         run.write_json("splits.json", {"folds": dict(zip(("train", "validation", "test"), folds)),
                                        "ecg_ids": {n: [int(i) for i in r.index] for n, r in zip(
                                            ("train", "validation", "test"), split)}})
@@ -113,6 +130,9 @@ def run_ptbxl_signal(cfg: TrainConfig) -> Path:
                      "signal": modality.spec.to_dict(), "train_panel_mask": cfg.panel_mask,
                      "train_strip_misread": cfg.strip_misread,
                      "test_panels": "each test record masked once to a 3x4+1 page's panels (strip = II), seeded",
+                     "test_digitized": "each test record drawn once as a page of a random style (random_options, "
+                                       "seeded per record; clean, then photo-like) and read back by the digitizer",
+                     "train_digitized_renders": cfg.digitized_renders,
                      "records": {name: len(x) for name, x in signals.items()}},
             **results,
             "calibration": {"temperature": temperature, "method": "temperature scaling (shared T, sigmoid BCE) "

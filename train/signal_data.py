@@ -16,6 +16,7 @@ lead II's signal there, as the digitizer writes it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -143,3 +144,36 @@ def predict_signal_logits(model: torch.nn.Module, signals: np.ndarray, spec: Sig
     out = [model(torch.from_numpy(batch_input(signals[s:s + batch], spec)).to(device)).float().cpu().numpy()
            for s in range(0, len(signals), batch)]
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def digitized_renders(signals: np.ndarray, rate: float, ids: list[int], seed: int, photo: float) -> np.ndarray:
+    """Each record drawn as a page of a random style (`random_options`; photo-like with probability `photo`)
+    and read back by the runtime's digitizer: what the model meets in the clinic, errors included. Cached per
+    record, seed, digitizer and renderer; a page the digitizer cannot read is an all-masked record."""
+    from edgeecg.render import random_options, record_seed, render_printout, renderer_sources
+
+    digest = hashlib.sha256(digitizer_key().encode())
+    for source in renderer_sources():
+        digest.update(source.read_bytes())
+    key = digest.hexdigest()[:12]
+    folder = cache_dir() / f"digitized-renders-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = np.empty_like(signals)
+    for i, (signal, ecg_id) in enumerate(zip(signals, ids)):
+        page_seed = record_seed(seed, ecg_id)
+        is_photo = np.random.default_rng(page_seed).random() < photo
+        cached = folder / f"{ecg_id}-{seed}-{int(is_photo)}.npy"
+        if cached.is_file():
+            out[i] = np.load(cached)
+            continue
+        options = random_options(page_seed, photo=is_photo)
+        page = render_printout(np.nan_to_num(signal), rate, options, seed=page_seed)
+        try:
+            read = digitize(page.image, DEFAULT_RATE)
+            out[i] = resample(read.signal, read.rate, rate, len(signal))
+        except EdgeECGError:
+            out[i] = np.nan
+        tmp = folder / f".{cached.name}.{os.getpid()}.{threading.get_ident()}.npy"
+        np.save(tmp, out[i])
+        os.replace(tmp, cached)
+    return out
