@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .crop import NoGridFound
 from .errors import EdgeECGError
 from .layouts import GAIN_MM_PER_MV, LAYOUTS, LEADS, RECORD_S, SPEED_MM_PER_S, Layout, Panel
 from .page import PageGeometry, ink_masks, read_page

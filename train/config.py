@@ -46,7 +46,7 @@ class TrainConfig:
     ssl_wd_head: float = 1e-5
     ssl_tmax: int = 50
     ssl_eta_min: float = 1e-6
-    temperature: float = 0.1
+    ssl_temperature: float = 0.1  # InfoNCE's tau (calibration's temperature is fitted, not configured)
     cosine_weight: float = 0.1
     cosine_over: str = "positives"
     triplet_margin: float = 0.0  # 0 = no triplet loss; the paper's optional value is 0.1
@@ -88,6 +88,8 @@ class TrainConfig:
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
         data = json.loads(Path(path).read_text())
+        if "temperature" in data and "ssl_temperature" not in data:  # run folders written before the rename
+            data["ssl_temperature"] = data.pop("temperature")
         return cls(**{f.name: _coerce(f.name, data[f.name]) for f in fields(cls) if f.name in data})
 
 

@@ -36,7 +36,7 @@ from .finetune import fit
 from .loops import pick_device, seed_everything
 from .plots import plot_training_curves
 from .ptbxl_train import CLASSES, _finite, cap_records, choose_split, log_results, record_lines
-from .run import Run
+from .run_folder import Run
 from .signal_data import digitized_renders, masked_copy
 from .signal_modality import SignalModality
 

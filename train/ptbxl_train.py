@@ -75,7 +75,7 @@ from .loops import pick_device, predict_logits, seed_everything
 from .modality import image_contract, model_config
 from .model import build_model
 from .plots import plot_training_curves
-from .run import Run
+from .run_folder import Run
 from .ssl import pretrain
 
 SPLIT_ENV = "EDGEECG_PTBXL_SPLIT"

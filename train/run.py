@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 import edgeecg
 from edgeecg.atomic import write_text
@@ -32,6 +30,7 @@ from .finetune import fit
 from .loops import device_name, pick_device, seed_everything
 from .modality import modality_for
 from .plots import plot_confusion, plot_training_curves
+from .run_folder import Run
 from .ssl import pretrain
 
 
@@ -66,40 +65,6 @@ def calibrate(folds: list[dict]) -> dict:
             "ece_before": float(np.mean([b[0] for b in before])), "ece_after": float(np.mean([a[0] for a in after])),
             "brier_before": float(np.mean([b[1] for b in before])),
             "brier_after": float(np.mean([a[1] for a in after]))}
-
-
-class Run:
-    """One run folder and its log; under DDP only rank 0 (`main`) prints or writes."""
-
-    def __init__(self, cfg: TrainConfig):
-        self.cfg = cfg
-        self.dir = Path(cfg.out)
-        self.main = distributed.is_main()
-        if self.main:
-            (self.dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            (self.dir / "folds").mkdir(exist_ok=True)
-        self.console = Console(stderr=True, quiet=not self.main)
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TimeRemainingColumn(), console=self.console, transient=True)
-
-    def log(self, message: str) -> None:
-        if not self.main:
-            return
-        self.progress.console.print(message, highlight=False, soft_wrap=True)
-        with open(self.dir / "train.log", "a") as fh:
-            fh.write(message + "\n")
-
-    def write_json(self, name: str, data: dict) -> None:
-        if self.main:
-            write_text(self.dir / name, json.dumps(data, indent=2, default=_jsonable))
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def train(cfg: TrainConfig) -> Path:

@@ -22,7 +22,7 @@ from edgeecg.signal_input import SignalSpec
 
 from .checkpoint import load_checkpoint
 from .data import load_table, one_per_group
-from .run import _jsonable
+from .run_folder import jsonable
 from .signal_data import load_digitized, predict_signal_logits
 from .signal_model import SignalNetConfig, build_signal_model
 
@@ -59,7 +59,7 @@ def main(run_dir: Path, listing: Path, json_out: Path | None) -> None:
         click.echo(f"{view}: accuracy {m['accuracy']:.4f}, macro-F1 {m['f1_macro']:.4f}, "
                    f"macro AUC {m['auc_roc_macro']:.4f}, ECE {m['ece']:.4f} ({m['n_samples']} files)")
     if json_out:
-        write_text(json_out, json.dumps(result, indent=2, default=_jsonable))
+        write_text(json_out, json.dumps(result, indent=2, default=jsonable))
 
 
 if __name__ == "__main__":

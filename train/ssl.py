@@ -82,7 +82,7 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
             with autocast(device):
                 z0, z1 = views_net(x0, x1)
             z0, z1 = distributed.gather_with_grad(z0.float()), distributed.gather_with_grad(z1.float())
-            loss = hybrid_loss(z0, z1, cfg.temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
+            loss = hybrid_loss(z0, z1, cfg.ssl_temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
