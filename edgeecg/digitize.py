@@ -259,9 +259,11 @@ def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:
         n = 250
         window = (duration / 4, duration / 2)  # 2.5-5 s: I, II, III on 6x2; aVR, aVL, aVF on 3x4
         a, b, c = (values(rows[i], *window, n) for i in range(3))
-        scale = np.nanmean(np.abs(a)) + np.nanmean(np.abs(b)) + np.nanmean(np.abs(c)) + 1e-6
-        einthoven = np.nanmean(np.abs(a - b + c)) / scale
-        goldberger = np.nanmean(np.abs(a + b + c)) / scale
+        both = np.isfinite(a) & np.isfinite(b) & np.isfinite(c)
+        if both.sum() < n // 4:  # too little of the three rows read there to test the laws
+            return LAYOUTS["3x4+3"]
+        a, b, c = a[both], b[both], c[both]
+        einthoven, goldberger = np.abs(a - b + c).mean(), np.abs(a + b + c).mean()
         return LAYOUTS["6x2" if einthoven < goldberger else "3x4+3"]
     if count < 3:
         return LAYOUTS["3x4"]  # a partial capture: read what rows there are as the top of a 3x4 page

@@ -18,6 +18,7 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.layouts import LAYOUTS, LEADS
 from edgeecg.render import RenderOptions, random_options, render_printout
 from edgeecg.signal_score import score_lead
+from edgeecg.trace import sample_curve
 from edgeecg.synthetic import synthetic_ecg
 from local_data import local_scans
 
@@ -134,6 +135,29 @@ def test_shipped_scans_are_read_as_their_template():
 
 def test_shared_scans_are_read_as_their_template(shared_mendeley_dir):
     _check_read_as_the_template(sorted(shared_mendeley_dir.rglob("*.jpg"))[::150])
+
+
+def _strip_against_its_panel(path) -> tuple[str, float]:
+    """(the strip's lead as read, r between the strip and that lead's panel over the panel's 2.5 s)."""
+    result = digitize(cv2.imread(str(path)))
+    strip = next(p for p in result.panels if p.rhythm)
+    panel = next(p for p in result.panels if p.lead == strip.lead and not p.rhythm)
+    rows, n, ppm = result.rows, 500, result.px_per_mm[0]
+    start = np.median([r.x_start for r in rows])
+    px_per_s = (np.median([r.x_end for r in rows]) - start) / (len(result.signal) / result.rate)
+    shown = (panel.column * 2.5, panel.column * 2.5 + (panel.t1 - panel.t0))  # where the panel sits on its row
+    a = sample_curve(rows[panel.row], start + shown[0] * px_per_s, start + shown[1] * px_per_s, n, ppm)
+    b = sample_curve(rows[strip.row], start + panel.t0 * px_per_s, start + panel.t1 * px_per_s, n, ppm)
+    ok = np.isfinite(a) & np.isfinite(b)
+    return strip.lead, float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def test_shared_scans_rhythm_strip_matches_its_panel(shared_mendeley_dir):
+    """The strip is lead II on 733 scans and III on 195 (it is read, not assumed): on a sample, the lead read is
+    one of those, and the strip follows its panel closely over the same 2.5 s."""
+    read = [_strip_against_its_panel(p) for p in sorted(shared_mendeley_dir.rglob("*.jpg"))[::60]]
+    assert {lead for lead, _ in read} <= {"II", "III"}, read
+    assert np.median([r for _, r in read]) > 0.9, read
 
 
 @pytest.fixture(scope="module")
