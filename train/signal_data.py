@@ -149,7 +149,7 @@ def predict_signal_logits(model: torch.nn.Module, signals: np.ndarray, spec: Sig
 def digitized_renders(signals: np.ndarray, rate: float, ids: list[int], seed: int, photo: float) -> np.ndarray:
     """Each record drawn as a page of a random style (`random_options`; photo-like with probability `photo`)
     and read back by the runtime's digitizer: what the model meets in the clinic, errors included. Cached per
-    record, seed, digitizer and renderer; a page the digitizer cannot read is an all-masked record."""
+    record (its id and content), seed, digitizer and renderer; a page the digitizer cannot read is an all-masked record."""
     from edgeecg.render import random_options, record_seed, render_printout, renderer_sources
 
     digest = hashlib.sha256(digitizer_key().encode())
@@ -162,7 +162,8 @@ def digitized_renders(signals: np.ndarray, rate: float, ids: list[int], seed: in
     for i, (signal, ecg_id) in enumerate(zip(signals, ids)):
         page_seed = record_seed(seed, ecg_id)
         is_photo = np.random.default_rng(page_seed).random() < photo
-        cached = folder / f"{ecg_id}-{seed}-{int(is_photo)}.npy"
+        content = hashlib.sha256(np.ascontiguousarray(signal).tobytes()).hexdigest()[:16]  # ids alone may collide
+        cached = folder / f"{ecg_id}-{content}-{seed}-{int(is_photo)}.npy"
         if cached.is_file():
             out[i] = np.load(cached)
             continue
