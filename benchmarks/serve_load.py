@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeecg.backends import open_backend
+from edgeecg.signal_runtime import open_model
 from edgeecg.imageio import decode_image
 from edgeecg.infer import classify_image
 from edgeecg.machine import cpu_model
@@ -45,7 +45,7 @@ STARTUP_S = 120
 
 def serial_rate(model: Path, bodies: list[bytes]) -> float:
     """Images per second, one at a time in this process: 1000 / p50 of decode + classify from bytes."""
-    backend = open_backend(model)
+    backend = open_model(model)
     times = []
     for i in range(SERIAL_WARMUP + SERIAL_RUNS):
         start = time.perf_counter()
