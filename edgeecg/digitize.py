@@ -69,7 +69,7 @@ class Digitized:
     mm_per_mv_source: str  # "pulse" when read from a calibration pulse, else "default"
     geometry: PageGeometry = field(repr=False)
     rows: list[TraceRow] = field(repr=False)
-    panel_boxes: list[tuple[float, float, float, float]] = field(repr=False)  # x0, x1, y_top, y_bottom (upright px)
+    panel_boxes: list[tuple[Panel, tuple[float, float, float, float]]] = field(repr=False)  # panel, (x0, x1, top, bottom) upright px
 
     @property
     def leads_found(self) -> list[str]:
@@ -166,7 +166,7 @@ def digitize(
         signal[first:last, column] = np.where(np.isnan(target), samples, target)
         printed[first:last, column] = True
         x0, x1 = (start + t * mm_per_s * ppm_x for t in display)
-        boxes.append((x0, x1, row.baseline_y - pitch / 2, row.baseline_y + pitch / 2))
+        boxes.append((panel, (x0, x1, row.baseline_y - pitch / 2, row.baseline_y + pitch / 2)))
     quality = _quality(signal, printed, rate)
     return Digitized(signal, rate, chosen.name, simultaneous, panels, quality, geometry.px_per_mm, mm_per_s,
                      gain, gain_source, geometry, rows, boxes)

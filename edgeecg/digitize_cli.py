@@ -40,7 +40,7 @@ def digitize(paths, out_dir, fmt, rate, layout, mm_per_s, mm_per_mv, plot, as_js
     from .digitize import digitize as read_leads
     from .digitize_plot import overlay
     from .imageio import read_image
-    from .infer_cli import expand_inputs
+    from .infer_cli import expand_inputs, failure_message, format_error
     from .signal_io import write_signals
 
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
@@ -60,11 +60,9 @@ def digitize(paths, out_dir, fmt, rate, layout, mm_per_s, mm_per_mv, plot, as_js
                 target = out_dir / f"{path.stem}.overlay.png"
                 write_bytes(target, encoded.tobytes())
                 written.append(target)
-        except EdgeECGError as exc:
+        except Exception as exc:  # noqa: BLE001  one bad page never stops a batch (as in `edgeecg infer`)
             failed += 1
-            message = str(exc).removeprefix(f"{path}: ")
-            click.echo(json.dumps({"path": str(path), "error": message}) if as_json else f"error: {path}: {message}",
-                       err=not as_json)
+            click.echo(format_error(path, failure_message(exc), as_json), err=not as_json)
             continue
         summary = {"path": str(path), **result.summary(), "files": [str(p) for p in written]}
         click.echo(json.dumps(summary) if as_json else _describe(summary))
@@ -75,11 +73,13 @@ def digitize(paths, out_dir, fmt, rate, layout, mm_per_s, mm_per_mv, plot, as_js
 
 
 def _describe(summary: dict) -> str:
+    from .infer_cli import display
+
     scale = summary["scale"]
     found = summary["leads_found"]
     status = "partial: " + ", ".join(found) if summary["partial"] else "12 leads"
-    return (f"{summary['path']}: layout {summary['layout']} ({summary['columns']} columns, rhythm "
+    return (f"{display(summary['path'])}: layout {summary['layout']} ({summary['columns']} columns, rhythm "
             f"{', '.join(summary['rhythm_leads']) or 'none'}), {status}\n"
             f"  scale {scale['px_per_mm'][0]:.2f} x {scale['px_per_mm'][1]:.2f} px/mm, {scale['mm_per_s']:g} mm/s, "
             f"{scale['mm_per_mv']:g} mm/mV ({scale['mm_per_mv_from']})\n"
-            f"  wrote {', '.join(summary['files'])}")
+            f"  wrote {', '.join(map(display, summary['files']))}")

@@ -19,7 +19,7 @@ def overlay(image_bgr: np.ndarray, result: Digitized) -> np.ndarray:
     thickness = max(1, round(0.25 * min(result.px_per_mm)))
     cv2.polylines(canvas, [np.round(geometry.quad).astype(np.int32)], True, GRID_BGR, thickness, cv2.LINE_AA)
     ppm_x, ppm_y = result.px_per_mm
-    for panel, (x0, x1, top, bottom) in zip(_drawn_order(result), result.panel_boxes):
+    for panel, (x0, x1, top, bottom) in result.panel_boxes:
         box = geometry.to_input(np.array([[x0, top], [x1, top], [x1, bottom], [x0, bottom]]))
         cv2.polylines(canvas, [np.round(box).astype(np.int32)], True, BOX_BGR, 1, cv2.LINE_AA)
         label = panel.lead + (" (rhythm)" if panel.rhythm else "")
@@ -31,11 +31,4 @@ def overlay(image_bgr: np.ndarray, result: Digitized) -> np.ndarray:
         points = geometry.to_input(np.column_stack([row.x, row.y]))
         cv2.polylines(canvas, [np.round(points).astype(np.int32)], False, TRACE_BGR, thickness, cv2.LINE_AA)
     return canvas
-
-
-def _drawn_order(result: Digitized):
-    """Panels in the order `digitize` filled `panel_boxes`: rhythm strips first."""
-    return sorted(result.panels, key=lambda p: not p.rhythm)
-
-
 

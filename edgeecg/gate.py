@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from .crop import NoGridFound
@@ -94,6 +95,4 @@ def beats_per_minute(values: np.ndarray, rate: float) -> float | None:
 
 def maximum_filter(values: np.ndarray, size: int) -> np.ndarray:
     """Running maximum of a float32 array over `size` samples (OpenCV's dilation: fast)."""
-    import cv2
-
     return cv2.dilate(values.reshape(1, -1), np.ones((1, size), np.uint8)).ravel()

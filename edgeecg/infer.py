@@ -114,7 +114,7 @@ def _classify(
     decode_ms: float,
     force: bool,
     allow_partial: bool,
-    abstain: bool = False,
+    abstain: bool,
 ) -> InferenceResult:
     contract = backend.contract
     image = to_bgr8(image)
@@ -131,7 +131,9 @@ def _classify(
 
     t0 = perf_counter()
     if use_crop:
-        quad = find_trace_quad(image)
+        page = verdict.reading.geometry if verdict.reading is not None else None
+        # the gate's reader already found the printed box (with the cropper itself): only look again without one
+        quad = page.quad if page is not None and page.outline_box else find_trace_quad(image)
         region = warp_quad(image, quad, margin=contract.crop_margin)
     else:
         quad, region = full_frame_quad(image), image

@@ -147,7 +147,7 @@ def classify_one(
         result = classify_path(path, model, data=data, **options)
     except Exception as exc:  # noqa: BLE001  one bad file must never stop a batch or a watch
         tally.failed += 1  # counted before printing: Ctrl-C may land right after the line is out
-        return _format_error(path, failure_message(exc), as_json), True
+        return format_error(path, failure_message(exc), as_json), True
     if result.get("refused"):
         tally.refused += 1
     else:
@@ -177,7 +177,7 @@ def _classify_camera(source: str, model: Backend, options: dict, as_json: bool) 
     try:
         result = classify_image(frame, model, **frame_options)
     except EdgeECGError as exc:
-        click.echo(_format_error(f"camera:{source}", str(exc), as_json), err=not as_json)
+        click.echo(format_error(f"camera:{source}", str(exc), as_json), err=not as_json)
         return 1
     result["path"] = f"camera:{source}"
     click.echo(_format(result, as_json))
@@ -195,7 +195,7 @@ def _watch(folder: Path, model: Backend, options: dict, as_json: bool, quiet_s: 
 
     def failed(path: Path, message: str) -> None:
         tally.failed += 1
-        click.echo(_format_error(path, message, as_json), err=not as_json)
+        click.echo(format_error(path, message, as_json), err=not as_json)
 
     def ready() -> None:
         click.echo(f"watching {display(folder)} for new images (Ctrl-C stops)", err=True)
@@ -303,7 +303,7 @@ def _format(result: dict, as_json: bool) -> str:
     return "\n".join(lines)
 
 
-def _format_error(path, message: str, as_json: bool) -> str:
+def format_error(path, message: str, as_json: bool) -> str:
     prefix = f"{path}: "
     if message.startswith(prefix):
         message = message[len(prefix):]

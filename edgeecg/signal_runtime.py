@@ -4,7 +4,8 @@ The model's contract (ONNX metadata, written by `edgeecg export` from the
 training run) names its input: leads and their order, rate, length,
 normalisation, and the digitizer settings its Mendeley inputs were read with.
 This module refuses a model whose contract this runtime cannot honour, and a
-graph whose input shape disagrees with its own contract, before running it.
+graph whose input shape disagrees with its own contract, before running it;
+`edgeecg.infer` feeds it the page the quality gate has already read.
 The digitizer's source key is provenance, not a setting: a model trained on
 signals from an older digitizer still runs, and `digitizer_changed` says so.
 """
@@ -18,7 +19,7 @@ import numpy as np
 
 from .backends import sigmoid, softmax
 from .contract import ModelContract
-from .digitize import DEFAULT_RATE, Digitized, digitize
+from .digitize import DEFAULT_RATE, Digitized
 from .errors import EdgeECGError, first_line
 from .layouts import LEADS, SPEED_MM_PER_S
 from .signal_input import NORMALISATIONS, SignalSpec, batch_input, resample
@@ -104,12 +105,6 @@ class SignalModel:
     def page_probabilities(self, page: Digitized) -> np.ndarray:
         """Class probabilities of one digitized page (any rate: it is resampled to the contract's)."""
         return self.probabilities(resample(page.signal, page.rate, self.spec.rate, self.spec.length)[None])[0]
-
-    def classify_page(self, image_bgr: np.ndarray) -> dict:
-        """Digitize one page and classify its leads: probabilities per class plus the page summary."""
-        page = digitize(image_bgr, DIGITIZER_SETTINGS["rate"])
-        probs = self.page_probabilities(page)
-        return {"probabilities": dict(zip(self.contract.classes, map(float, probs))), "page": page.summary()}
 
 
 def open_model(model: str | Path, backend: str = "auto", threads: int | None = None):

@@ -143,7 +143,7 @@ def _trace_band(mask: np.ndarray, weight: np.ndarray, baseline_y: float):
     columns = np.nonzero(mask.any(axis=0))[0]
     if len(columns) < 2:
         return None
-    chosen = _follow_stroke(_column_runs(mask), baseline_y, len(columns))
+    chosen = _follow_stroke(_column_runs(mask), baseline_y)
     pen = _line_width(chosen)
     x, y = _column_points(chosen, pen, _run_centroids(chosen, np.where(mask, weight, 0.0)))
     return x, y, float(columns[0]), float(columns[-1]), pen
@@ -159,7 +159,7 @@ def _column_runs(mask: np.ndarray) -> np.ndarray:
     return np.column_stack([sx, sy, ey]).astype(np.float64)
 
 
-def _follow_stroke(runs: np.ndarray, baseline_y: float, n_columns: int) -> np.ndarray:
+def _follow_stroke(runs: np.ndarray, baseline_y: float) -> np.ndarray:
     """One run per column: the only one, or where several share a column, the one nearest the stroke."""
     xs = runs[:, 0].astype(np.int64)
     first = np.r_[True, xs[1:] != xs[:-1]]
