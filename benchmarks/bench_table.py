@@ -20,7 +20,7 @@ from edgeecg.atomic import write_text
 from edgeecg.bench import BenchProgress, run_bench
 from edgeecg.bench_data import DEFAULT_DATA
 from edgeecg.bench_measure import DEFAULT_RUNS, DEFAULT_WARMUP, BenchSettings
-from edgeecg.bench_report import describe_machine, markdown_table, to_json
+from edgeecg.bench_report import E2E_STAGES, describe_machine, markdown_table, to_json
 from edgeecg.errors import EdgeECGError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,9 +38,9 @@ def render(report: dict, command: str) -> str:
         f"({', '.join(f'{name} {count}' for name, count in data['classes'].items())}); "
         f"{data['n_skipped']} skipped (no ECG grid found or unreadable).",
         f"**Timing:** {settings['warmup']} warm-up + {settings['runs']} timed calls; model latency at batch 1, "
-        f"end to end = file bytes -> decode, crop, preprocess, model; throughput at batch "
+        f"end to end = file bytes -> {E2E_STAGES}; throughput at batch "
         f"{', '.join(map(str, settings['batches']))}; {threads} CPU thread(s); each row in its own process.",
-        f"**Reference** (agreement, |Δp|): {report['reference']}.",
+        f"**Reference** (agreement, |Δp|, speed-up; each model against its own): {report['reference']}.",
         "",
         markdown_table(report),
     ]

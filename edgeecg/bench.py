@@ -33,7 +33,10 @@ def run_bench(
     models_dir: Path | None = None,
     progress: BenchProgress | None = None,
 ) -> dict:
-    """Measure every row; the report is {"environment", "data", "settings", "reference", "notes", "rows"}."""
+    """Measure every row; the report is {"environment", "data", "settings", "reference", "notes", "rows"}.
+
+    "reference" names each family's reference row (see `edgeecg.bench_rows`), "; "-separated.
+    """
     settings = settings or BenchSettings()
     progress = progress or BenchProgress(enabled=False)
     source = resolve_data(data)
@@ -57,6 +60,7 @@ def run_bench(
             for row in progress.track(rows, "measuring", len(rows), labels=[r.label for r in rows])
         ]
 
+    scored = report_rows(rows, measured, labelled.labels, settings)
     gpu = next((m["device_name"] for m in measured if m.get("device_name")), None)
     return {
         "environment": environment(settings.threads, any(r.backend == "pytorch" for r in rows), gpu),
@@ -68,9 +72,9 @@ def run_bench(
         },
         "settings": {"batches": list(settings.batches), "runs": settings.runs, "warmup": settings.warmup,
                      "threads": settings.threads, "limit": limit},
-        "reference": rows[0].label,
+        "reference": "; ".join(r["reference"] for r in scored if r["is_reference"]),
         "notes": notes,
-        "rows": report_rows(rows, measured, labelled.labels, settings),
+        "rows": scored,
     }
 
 

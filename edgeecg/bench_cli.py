@@ -32,8 +32,8 @@ def _batches(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
 @click.option("--shipped/--no-shipped", default=True, show_default=True,
               help="include every shipped model whose classes cover the data's labels")
 @click.option("--reference", type=click.Path(path_type=Path), metavar="RUN_DIR_OR_PT",
-              help="PyTorch checkpoint for the FP32 reference row [default: none; the FP32 ONNX Runtime row is "
-                   "the reference]")
+              help="PyTorch checkpoint (image or signal run) for the FP32 reference row of its model [default: "
+                   "none; each model's FP32 ONNX Runtime row is its reference]")
 @click.option("--data", type=click.Path(path_type=Path), metavar="DIR_OR_CSV",
               help="labelled scans: class folders or a CSV manifest [default: calib_data/heldout_eval.csv]")
 @click.option("--limit", type=click.IntRange(min=1), help="use at most N scans, spread over the classes")

@@ -21,11 +21,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .backends import Backend, open_backend
+from .backends import Backend
 from .bench_data import TensorFile
 from .bench_rows import RowSpec
 from .errors import EdgeECGError, first_line
 from .machine import nvidia_smi
+from .signal_runtime import open_model
 
 DEFAULT_BATCHES = (1, 8, 32)
 DEFAULT_RUNS = 50
@@ -48,7 +49,7 @@ def open_row_backend(row: RowSpec, threads: int | None) -> Backend:
         from edgeecg.train.torch_backend import TorchBackend
 
         return TorchBackend(row.path, device=row.device, precision=row.precision, threads=threads)
-    return open_backend(row.path, backend=row.backend, threads=threads)
+    return open_model(row.path, backend=row.backend, threads=threads)
 
 
 def time_calls(call: Callable[[int], object], warmup: int, runs: int, sync: Callable[[], None]) -> np.ndarray:
@@ -118,9 +119,8 @@ def measure_row(row: RowSpec, tensors: TensorFile, files: Sequence[str], setting
         "latency_ms": latency_stats(latency),
         "throughput": throughput,
         "e2e_ms": latency_stats(e2e),
-        "e2e_stages_ms_p50": {
-            stage: float(np.median([s[stage] for s in timed_stages]))
-            for stage in ("decode", "crop", "preprocess", "model")
+        "e2e_stages_ms_p50": {  # decode, gate, (crop, preprocess for an image model), model
+            stage: float(np.median([s[stage] for s in timed_stages])) for stage in timed_stages[0] if stage != "total"
         },
         "rss_before_load_mb": rss_before_load,
         "peak_rss_mb": peak_rss_mb(),

@@ -18,6 +18,7 @@ from .atomic import atomic_path, write_text
 from .errors import EdgeECGError
 
 WIDE = 200  # columns when printing to a file or pipe, where rich would otherwise wrap at 80
+E2E_STAGES = "decode, quality gate (which reads the page), then crop and preprocess for an image model, model"
 
 
 def describe_machine(env: dict) -> str:
@@ -41,7 +42,7 @@ def print_report(report: dict, console: Any = None) -> None:
     data, settings = report["data"], report["settings"]
     batches = "/".join(str(b) for b in settings["batches"])
     table = Table(title=escape(f"edgeecg bench: {data['n_images']} labelled scans from {data['source']}"))
-    columns = ["model", "backend", "acc", "F1", "agree", "|Δp| mean/max", "model ms p50/p90/p99",
+    columns = ["model", "backend", "acc", "F1", "agree", "|Δp| mean/max", "model ms p50/p90/p99", "× ref/ORT32",
                "e2e ms p50/p99", f"img/s @{batches}", "MB", "RSS MB"]
     show_gpu = any(r["gpu_mem_mb"] is not None for r in report["rows"])
     columns += ["GPU MB"] if show_gpu else []
@@ -53,7 +54,7 @@ def print_report(report: dict, console: Any = None) -> None:
             escape(row["model"]) + marks, f"{row['backend']} {row['precision']} {row['device']}",
             _pct(row["accuracy"]), _pct(row["macro_f1"]), _pct(row["agreement"]),
             f"{row['mean_abs_dprob']:.4f}/{row['max_abs_dprob']:.4f}",
-            "/".join(_ms(row[f"latency_ms_{p}"]) for p in ("p50", "p90", "p99")),
+            "/".join(_ms(row[f"latency_ms_{p}"]) for p in ("p50", "p90", "p99")), _speedups(row, "/"),
             "/".join(_ms(row[f"e2e_ms_{p}"]) for p in ("p50", "p99")),
             "/".join(_ms(row["throughput"][str(b)]) for b in settings["batches"]),
             _ms(row["size_mb"]), _num(row["peak_rss_mb"], 0),
@@ -61,10 +62,11 @@ def print_report(report: dict, console: Any = None) -> None:
         cells += [_num(row["gpu_mem_mb"], 0)] if show_gpu else []
         table.add_row(*cells)
     console.print(table)
-    console.print(f"reference for agreement and |Δp|: {report['reference']};  "
+    console.print(f"reference for agreement, |Δp| and × ref (each model's own, one per training run): "
+                  f"{report['reference']};  × ORT32 = speed-up over the same model's ONNX Runtime FP32 row;  "
                   "◆ = on the accuracy/latency Pareto front", highlight=False, markup=False)
     console.print(f"timing: {settings['warmup']} warm-up + {settings['runs']} timed calls at batch 1 and end to end "
-                  f"(file bytes -> decode, crop, preprocess, model); each batch size times ~{settings['runs']} images; "
+                  f"(file bytes -> {E2E_STAGES}); each batch size times ~{settings['runs']} images; "
                   "each row in its own process", highlight=False)
     console.print(f"machine: {describe_machine(report['environment'])}", highlight=False, markup=False)
     for note in report["notes"]:
@@ -170,7 +172,7 @@ def markdown_table(report: dict) -> str:
     """The README's benchmark table: one Markdown row per model/backend."""
     batches = report["settings"]["batches"]
     header = ["model", "backend", "precision", "device", "accuracy", "macro-F1", "agreement", "mean / max abs(Δp)",
-              "latency p50/p90/p99 (ms)", "end-to-end p50/p99 (ms)",
+              "latency p50/p90/p99 (ms)", "speed-up × ref / × ORT FP32", "end-to-end p50/p99 (ms)",
               *[f"img/s @{b}" for b in batches], "size (MB)", "peak RSS (MB)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for row in report["rows"]:
@@ -178,12 +180,16 @@ def markdown_table(report: dict) -> str:
         cells = [name, row["backend"], row["precision"], row["device"], _pct(row["accuracy"]),
                  _pct(row["macro_f1"]), _pct(row["agreement"]),
                  f"{row['mean_abs_dprob']:.4f} / {row['max_abs_dprob']:.4f}",
-                 " / ".join(_ms(row[f"latency_ms_{p}"]) for p in ("p50", "p90", "p99")),
+                 " / ".join(_ms(row[f"latency_ms_{p}"]) for p in ("p50", "p90", "p99")), _speedups(row, " / "),
                  " / ".join(_ms(row[f"e2e_ms_{p}"]) for p in ("p50", "p99")),
                  *[_ms(row["throughput"][str(b)]) for b in batches],
                  _ms(row["size_mb"]), _num(row["peak_rss_mb"], 0)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _speedups(row: dict, separator: str) -> str:
+    return separator.join(_num(row.get(key), 2) for key in ("speedup_vs_reference", "speedup_vs_ort_fp32"))
 
 
 def _machine_line(env: dict) -> str:

@@ -2,6 +2,10 @@
 
 A row is one model on one backend, device and precision. All rows must share
 the data's classes, so each is checked here before minutes of timing start.
+Rows exported from one training run (one contract version and input kind: an
+image model and its INT8, or a signal model and its INT8) form a family, and
+each row is compared with its family's reference, so an INT8 row's agreement
+says what quantization changed, not how two different models differ.
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ class RowSpec:
     def label(self) -> str:
         return f"{self.model} ({self.backend} {self.precision} {self.device})"
 
+    @property
+    def family(self) -> tuple[str, str]:
+        """(training run, input kind): the rows one reference is compared with."""
+        return self.contract.model_version or self.model, str(self.contract.extra.get("modality", "image"))
+
 
 def select_rows(
     data_labels: Sequence[str],
@@ -41,7 +50,7 @@ def select_rows(
     include_shipped: bool = True,
     models_dir: Path | None = None,
 ) -> tuple[list[RowSpec], list[str]]:
-    """(rows, reference row first; notes on what was left out and why).
+    """(rows, grouped by family with each family's reference first; notes on what was left out and why).
 
     Shipped models whose classes do not cover the data's labels are left out;
     a model named on the command line that does not fit is an error.
@@ -53,10 +62,6 @@ def select_rows(
     if include_shipped:
         for name, path in shipped_model_paths(models_dir).items():
             row = _onnx_row(name, path)
-            if (row.contract.extra or {}).get("modality") == "signal":
-                notes.append(f"shipped model {name} left out: a signal model (the bench times image models; "
-                             "`edgeecg infer --json` reports its stages)")
-                continue
             if not wanted <= set(row.contract.classes):
                 notes.append(f"shipped model {name} left out: its classes ({', '.join(row.contract.classes)}) "
                              "do not cover the data's labels")
@@ -93,8 +98,17 @@ def select_rows(
     if len(class_sets) > 1:
         listed = "; ".join(f"{r.model}: {', '.join(r.contract.classes)}" for r in rows)
         raise EdgeECGError(f"the models do not share one set of classes, so they cannot be compared ({listed})")
-    rows.insert(0, rows.pop(reference_index(rows)))  # the reference leads the table
-    return rows, notes
+    return by_family(rows), notes
+
+
+def by_family(rows: Sequence[RowSpec]) -> list[RowSpec]:
+    """Rows grouped by family (in order of first appearance), each family's reference leading it."""
+    ordered: list[RowSpec] = []
+    for family in dict.fromkeys(r.family for r in rows):
+        members = [r for r in rows if r.family == family]
+        members.insert(0, members.pop(reference_index(members)))
+        ordered += members
+    return ordered
 
 
 def reference_index(rows: Sequence[RowSpec]) -> int:

@@ -61,18 +61,38 @@ def model_size_mb(path: Path) -> float:
 
 
 def report_rows(rows: list[RowSpec], measured: list[dict], labels: list[str], settings: BenchSettings) -> list[dict]:
-    """Score every row against the labels and the reference (rows[0]); mark the Pareto front."""
-    reference_probs = probabilities(measured[0]["logits"], rows[0].contract)
-    reference_classes = list(rows[0].contract.classes)
-    report_rows = [
-        _row_report(row, result, score_row(row, result["logits"], labels, reference_probs, reference_classes),
-                    settings, is_reference=i == 0)
-        for i, (row, result) in enumerate(zip(rows, measured))
-    ]
-    front = pareto_front([r["latency_ms_p50"] for r in report_rows], [r["accuracy"] for r in report_rows])
-    for row_report, on_front in zip(report_rows, front):
+    """Score every row against the labels and its family's reference (`bench_rows.by_family`); mark the Pareto front.
+
+    `speedup_vs_reference` and `speedup_vs_ort_fp32` divide the family reference's (and the family's
+    ONNX Runtime FP32 CPU row's) batch-1 latency by the row's: the INT8 targets are stated that way.
+    """
+    reports = []
+    for family in dict.fromkeys(r.family for r in rows):
+        index = [i for i, r in enumerate(rows) if r.family == family]
+        reference, fp32 = index[0], next((i for i in index if _is_ort_fp32(rows[i])), None)
+        reference_probs = probabilities(measured[reference]["logits"], rows[reference].contract)
+        for i in index:
+            scores = score_row(rows[i], measured[i]["logits"], labels, reference_probs,
+                               list(rows[reference].contract.classes))
+            latency = measured[i]["latency_ms"]["p50"]
+            scores.update(reference=rows[reference].label,
+                          speedup_vs_reference=_ratio(measured[reference]["latency_ms"]["p50"], latency),
+                          speedup_vs_ort_fp32=None if fp32 is None else _ratio(
+                              measured[fp32]["latency_ms"]["p50"], latency))
+            reports.append((i, _row_report(rows[i], measured[i], scores, settings, is_reference=i == reference)))
+    reports = [report for _, report in sorted(reports, key=lambda pair: pair[0])]
+    front = pareto_front([r["latency_ms_p50"] for r in reports], [r["accuracy"] for r in reports])
+    for row_report, on_front in zip(reports, front):
         row_report["pareto"] = on_front
-    return report_rows
+    return reports
+
+
+def _is_ort_fp32(row: RowSpec) -> bool:
+    return (row.backend, row.precision, row.device) == ("onnxruntime", "fp32", "cpu")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else math.nan
 
 
 def _row_report(row: RowSpec, result: dict, scores: dict, settings: BenchSettings, is_reference: bool) -> dict:

@@ -44,9 +44,13 @@ class ModelContract:
 
     def preprocessing_key(self) -> tuple:
         """What decides the tensor an input becomes; contracts with equal keys (whatever their classes or
-        weights) share preprocessed tensors and cached crops."""
+        weights) share preprocessed tensors and cached crops. A signal model's input is its signal spec."""
+        modality = str(self.extra.get("modality", "image"))
+        if modality == "signal":
+            spec = self.extra.get("signal") or {}
+            return (modality, *(str(spec.get(k)) for k in ("rate", "seconds", "norm", "clip", "length")))
         return (
-            str(self.extra.get("modality", "image")),
+            modality,
             int(self.input_size),
             tuple(float(v) for v in self.mean),
             tuple(float(v) for v in self.std),

@@ -31,7 +31,7 @@ from .errors import EdgeECGError
 from .gate import Verdict, assess
 from .imageio import decode_image, read_image, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
-from .signal_runtime import SignalModel
+from .signal_runtime import is_signal_contract, page_input, signal_spec
 
 MULTILABEL_THRESHOLD = 0.5
 
@@ -125,7 +125,7 @@ def _classify(
     gate_ms = (perf_counter() - g0) * 1e3
     if not verdict.readable and not force:
         return _refusal(verdict, backend, path, decode_ms, gate_ms, start)
-    if isinstance(backend, SignalModel):
+    if is_signal_contract(contract):
         result = _classify_signals(verdict, backend, top_k, path, start, decode_ms, gate_ms)
         return _abstention(result) if abstain else result
 
@@ -173,15 +173,16 @@ def _classify(
     return _abstention(result) if abstain else result
 
 
-def _classify_signals(verdict: Verdict, model: SignalModel, top_k: int | None, path: Path | None, start: float,
+def _classify_signals(verdict: Verdict, model: Backend, top_k: int | None, path: Path | None, start: float,
                       decode_ms: float, gate_ms: float) -> InferenceResult:
     """Classify the leads the gate's reading of the page gave (a signal model needs no crop)."""
     if verdict.reading is None:
         raise EdgeECGError(f"a signal model needs a page it can read ({verdict.reason})")
-    t0 = perf_counter()
-    probs = model.page_probabilities(verdict.reading)
-    model_ms = (perf_counter() - t0) * 1e3
     contract = model.contract
+    t0 = perf_counter()
+    probs = probabilities(model.run(page_input(verdict.reading, signal_spec(contract, str(model.path)))[None]),
+                          contract)[0]
+    model_ms = (perf_counter() - t0) * 1e3
     result = _labelled(probs, contract, top_k, path)
     result.update(_confidence(probs, contract))
     result["branches"] = {"signal": {name: round(float(p), 6) for name, p in zip(contract.classes, probs)}}

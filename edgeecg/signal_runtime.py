@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .backends import sigmoid, softmax
+from .backends import Backend, probabilities
 from .contract import ModelContract
 from .digitize import DEFAULT_RATE, Digitized
 from .errors import EdgeECGError, first_line
 from .layouts import LEADS, SPEED_MM_PER_S
-from .signal_input import NORMALISATIONS, SignalSpec, batch_input, resample
+from .signal_input import NORMALISATIONS, SignalSpec, batch_input, model_input, resample
 
 # What this runtime's digitizer does; a model trained on other settings is refused.
 DIGITIZER_SETTINGS = {"rate": DEFAULT_RATE, "layout": "auto", "mm_per_s": SPEED_MM_PER_S,
@@ -65,8 +65,10 @@ def signal_spec(contract: ModelContract, source: str = "model") -> SignalSpec:
     return spec
 
 
-class SignalModel:
-    """An exported signal model in ONNX Runtime, checked against its contract when opened."""
+class SignalModel(Backend):
+    """An exported signal model in ONNX Runtime, checked against its contract when opened.
+
+    A `Backend` whose batch is the (N, 24, length) signal input rather than an image."""
 
     name = "onnxruntime"  # the backend, as `edgeecg infer --json` reports it
 
@@ -93,18 +95,22 @@ class SignalModel:
         trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
         self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
 
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """(N, 24, length) model input (`page_input`) -> (N, classes) logits: the backend call the bench times."""
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
     def logits(self, signals: np.ndarray) -> np.ndarray:
         """(N, length, 12) mV at the contract's rate, NaN where not plotted -> (N, classes) logits."""
-        x = batch_input(np.asarray(signals, np.float32), self.spec)
-        return self.session.run(None, {self.input_name: x})[0]
+        return self.run(batch_input(np.asarray(signals, np.float32), self.spec))
 
     def probabilities(self, signals: np.ndarray) -> np.ndarray:
-        scale = softmax if self.contract.task == "multiclass" else sigmoid
-        return scale(self.logits(signals), self.contract.temperature)
+        """(N, length, 12) mV -> calibrated class probabilities, as the contract's task and temperature say."""
+        return probabilities(self.logits(signals), self.contract)
 
-    def page_probabilities(self, page: Digitized) -> np.ndarray:
-        """Class probabilities of one digitized page (any rate: it is resampled to the contract's)."""
-        return self.probabilities(resample(page.signal, page.rate, self.spec.rate, self.spec.length)[None])[0]
+
+def page_input(page: Digitized, spec: SignalSpec) -> np.ndarray:
+    """One digitized page (any rate: it is resampled to the contract's) as the (24, length) input a model reads."""
+    return model_input(resample(page.signal, page.rate, spec.rate, spec.length), spec)
 
 
 def open_model(model: str | Path, backend: str = "auto", threads: int | None = None):

@@ -24,10 +24,9 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.selective import selective_record
 from edgeecg.signal_input import batch_input
 from edgeecg.signal_runtime import SignalModel, signal_spec
-from edgeecg.train.checkpoint import contract_from_checkpoint, load_checkpoint
+from edgeecg.train.checkpoint import is_signal_config, load_checkpoint, model_from_checkpoint
 from edgeecg.train.data import load_table
 from edgeecg.train.signal_data import load_digitized
-from edgeecg.train.signal_model import SignalNetConfig, SignalResNet, build_signal_model
 
 import onnx
 
@@ -41,20 +40,17 @@ from .options import ExportOptions, default_out_dir
 from .scans import evenly_spaced
 from .ui import step, warn
 
-ARCHITECTURE = "signal_resnet1d"
 SELECTIVE_TARGET_RISK = 0.05  # the error rate allowed among the answers a model is confident enough to give
 
 
 def is_signal_run(source: str | Path) -> bool:
     """Whether a run folder / checkpoint holds a signal model (so `edgeecg export` takes this path)."""
-    return load_checkpoint(source).get("model_config", {}).get("architecture") == ARCHITECTURE
+    return is_signal_config(load_checkpoint(source).get("model_config"))
 
 
-def load_signal_model(source: str | Path) -> tuple[SignalResNet, ModelContract]:
-    state = load_checkpoint(source)
-    model = build_signal_model(SignalNetConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["state_dict"])
-    return model.eval(), replace(contract_from_checkpoint(state, source), precision="fp32")
+def load_signal_model(source: str | Path) -> tuple[torch.nn.Module, ModelContract]:
+    model, contract = model_from_checkpoint(load_checkpoint(source), source)
+    return model, replace(contract, precision="fp32")
 
 
 def export_signal(options: ExportOptions) -> Path:

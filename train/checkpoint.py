@@ -24,7 +24,8 @@ from edgeecg.atomic import atomic_path
 from edgeecg.contract import ModelContract
 from edgeecg.errors import EdgeECGError
 
-from .model import ModelConfig, SimCardioNet, build_model
+from .model import ModelConfig, build_model
+from .signal_model import ARCHITECTURE, SignalNetConfig, build_signal_model
 
 FINAL_MODEL = "final_model.pt"
 
@@ -73,6 +74,11 @@ def load_checkpoint(path: str | Path) -> dict:
         raise EdgeECGError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
 
 
+def is_signal_config(model_config: Any) -> bool:
+    """Whether a checkpoint's model_config describes the signal branch's network."""
+    return isinstance(model_config, dict) and model_config.get("architecture") == ARCHITECTURE
+
+
 def contract_from_checkpoint(state: dict, source: str | Path = "checkpoint") -> ModelContract:
     """The model contract a checkpoint carries, without building the network."""
     if not isinstance(state, dict) or not {"model_config", "state_dict", "contract"} <= set(state):
@@ -80,11 +86,16 @@ def contract_from_checkpoint(state: dict, source: str | Path = "checkpoint") -> 
     return ModelContract.from_json(json.dumps(state["contract"]), str(source))
 
 
-def model_from_checkpoint(state: dict, source: str | Path = "checkpoint") -> tuple[SimCardioNet, ModelContract]:
-    """Rebuild the network (eval mode) and its contract from a checkpoint dict; a foreign one is one clear error."""
+def model_from_checkpoint(state: dict, source: str | Path = "checkpoint") -> tuple[torch.nn.Module, ModelContract]:
+    """Rebuild the network (eval mode: SimCardioNet, or the signal branch's 1-D ResNet) and its contract from a
+    checkpoint dict; a foreign one is one clear error."""
     contract = contract_from_checkpoint(state, source)
     try:
-        model = build_model(ModelConfig.from_dict(state["model_config"]))
+        config = state["model_config"]
+        if is_signal_config(config):
+            model = build_signal_model(SignalNetConfig.from_dict(config))
+        else:
+            model = build_model(ModelConfig.from_dict(config))
         model.load_state_dict(state["state_dict"])
     except (KeyError, TypeError, RuntimeError) as exc:  # config fields or weights that do not fit
         raise EdgeECGError(f"{source}: checkpoint does not rebuild the model ({type(exc).__name__}: {exc})") from None

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 SIGNAL_PARTS = ("trunk", "classifier")
+ARCHITECTURE = "signal_resnet1d"  # model_config["architecture"] of a signal checkpoint
 
 
 @dataclass
@@ -30,7 +31,7 @@ class SignalNetConfig:
     dropout: float = 0.2
 
     def to_dict(self) -> dict:
-        return {"architecture": "signal_resnet1d", **asdict(self)}
+        return {"architecture": ARCHITECTURE, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "SignalNetConfig":
