@@ -81,9 +81,9 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
     channels = []
     for channel in cv2.split(image_bgr):
-        plane = channel.astype(np.float32)
-        paper = cv2.blur(cv2.dilate(plane, kernel), (kernel_px * 2 + 1, kernel_px * 2 + 1))
-        channels.append(1.0 - plane / np.maximum(paper, 1.0))
+        # the local maximum on the 8-bit plane (a quarter of the memory traffic), its mean straight into float
+        paper = cv2.boxFilter(cv2.dilate(channel, kernel), cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1))
+        channels.append(cv2.subtract(1.0, cv2.divide(channel.astype(np.float32), cv2.max(paper, 1.0))))
     lightest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
     darkest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
     return 2.0 * lightest - darkest, darkest
@@ -118,8 +118,17 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def on_paper(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
     """bool mask of pixels on paper: near something at least MIN_PAPER_SHARE as bright as the brightest
     paper in view. A desk or a deep shadow around a photographed page is not paper."""
-    brightness = cv2.dilate(image_bgr.max(axis=2), np.ones((kernel_px, kernel_px), np.uint8))
-    return brightness > MIN_PAPER_SHARE * np.percentile(brightness, 95)
+    blue, green, red = cv2.split(image_bgr)  # cv2's max: numpy's max over the channel axis is ~20x slower
+    brightness = cv2.dilate(cv2.max(cv2.max(blue, green), red), np.ones((kernel_px, kernel_px), np.uint8))
+    return brightness > MIN_PAPER_SHARE * _percentile_u8(brightness, 95)
+
+
+def _percentile_u8(image: np.ndarray, q: float) -> float:
+    """np.percentile(image, q) (linear interpolation) of a uint8 image, from its histogram instead of a sort."""
+    counts = np.cumsum(cv2.calcHist([image], [0], None, [256], [0, 256]).ravel())
+    rank = q / 100 * (image.size - 1)
+    below, above = np.searchsorted(counts, [np.floor(rank) + 1, np.ceil(rank) + 1])
+    return float(below + (rank - np.floor(rank)) * (above - below))
 
 
 def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
