@@ -14,11 +14,12 @@ import torch
 import torch.multiprocessing as mp
 
 from edgeecg.train import distributed
+from edgeecg.train.cli import resume
 from edgeecg.train.config import TrainConfig, parse_unfreeze
 from edgeecg.train.finetune import fit
 from edgeecg.train.losses import hybrid_loss
 from edgeecg.train.model import ModelConfig, build_model
-from edgeecg.train.run import resume, train
+from edgeecg.train.run import train
 from edgeecg.train.ssl import pretrain
 
 WORLD = 2

@@ -11,9 +11,20 @@ from edgeecg.preprocess import crop_and_resize
 from edgeecg.render import record_seed
 from edgeecg.train import ptbxl
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeecg.train.cli import config_from_options, dispatch
 from edgeecg.train.config import preset_config
-from edgeecg.train.ptbxl_train import (SPLIT_ENV, STANDARD_SPLIT, SUBSET_SPLIT, cap_records, choose_split,
-                                       parse_split, ptbxl_config, render_record, render_split, train_ptbxl)
+from edgeecg.train.ptbxl_split import SPLIT_ENV, STANDARD_SPLIT, SUBSET_SPLIT, cap_records, choose_split, parse_split
+from edgeecg.train.ptbxl_train import render_record, render_split
+
+
+def ptbxl_config(preset, options):
+    """`edgeecg train --dataset ptbxl`'s configuration from its raw options."""
+    return config_from_options(preset, options, "ptbxl")
+
+
+def train_ptbxl(preset, options):
+    """`edgeecg train --dataset ptbxl`: configuration, then the recipe it names."""
+    return dispatch(ptbxl_config(preset, options))
 
 
 def test_split_from_env_or_from_the_folds_present(monkeypatch, ptbxl_dir):

@@ -14,9 +14,10 @@ from edgeecg.imageio import read_image
 from edgeecg.preprocess import normalize, preprocess
 from edgeecg.train import finetune
 from edgeecg.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edgeecg.train.cli import resume
 from edgeecg.train.config import preset_config
 from edgeecg.train.data import check_group_split, group_kfold, load_crops, load_table
-from edgeecg.train.run import limit_groups, resume, train
+from edgeecg.train.run import limit_groups, train
 from local_data import local_scans
 
 

@@ -64,8 +64,9 @@ import numpy as np
 from edgeecg.atomic import write_text
 from edgeecg.errors import EdgeECGError
 
-from .cli import _with_config_options
-from .config import PRESETS, TrainConfig, preset_config
+from .cli import config_from_options, config_options, resume
+from .config import PRESETS, TrainConfig
+from .run import train
 
 
 @dataclass(frozen=True)
@@ -131,8 +132,6 @@ def _different_settings(saved: TrainConfig, wanted: TrainConfig) -> list[str]:
 
 def train_variant(cfg: TrainConfig) -> Path:
     """Train a variant, resume it if it was interrupted, or reuse it if it finished with the same settings."""
-    from .run import resume, train
-
     run_dir = Path(cfg.out)
     if (run_dir / "config.json").is_file():
         differs = _different_settings(TrainConfig.load(run_dir / "config.json"), cfg)
@@ -280,7 +279,7 @@ def _seed_list(text: str | None) -> list[int] | None:
 @click.option("--seeds", default=None, metavar="S1,S2,...",
               callback=lambda ctx, param, text: _seed_list(text),
               help="repeat the ablation for these seeds (OUT/seed<k>/) and tabulate the spread over seeds")
-@_with_config_options
+@config_options
 def ablate(preset: str, variants: str, seeds: list[int] | None, **options) -> None:
     """Train the paper's ablation variants under one group-aware CV and write OUT/ablation.md + .json.
 
@@ -292,14 +291,8 @@ def ablate(preset: str, variants: str, seeds: list[int] | None, **options) -> No
     if not names or unknown:
         raise EdgeECGError(f"unknown ablation variant(s) {', '.join(unknown) or '(none given)'}; "
                            f"choose from {', '.join(VARIANTS)}")
-    if not options.get("data"):
-        raise EdgeECGError("--data is required (a folder with one sub-folder per class, or a CSV manifest)")
-    options["exclude"] = list(options["exclude"]) or None
     out = Path(options.pop("out") or f"runs/ablation-{preset}")
-    try:
-        base = preset_config(preset, **options)
-    except ValueError as exc:
-        raise EdgeECGError(str(exc)) from None
+    base = config_from_options(preset, options, new_run=False)
     names, announce = list(dict.fromkeys(names)), (lambda m: click.echo(m, err=True))
     if seeds:
         report = run_over_seeds(base, names, out, seeds, preset, announce)

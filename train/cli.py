@@ -1,16 +1,27 @@
-"""`edgeecg train`: every TrainConfig field is a flag; a preset fills in what is not given."""
+"""`edgeecg train`: every TrainConfig field is a flag; a preset fills in what is not given.
+
+Also the one way from a command's options to a run: `config_from_options` (shared with
+`edgeecg ablate`) and `dispatch`/`resume`, which pick the recipe a configuration names.
+They live here, above every recipe module, so no recipe imports another.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 import click
 
 from edgeecg.errors import EdgeECGError
 
-from .config import PRESETS, TrainConfig, preset_config
+from . import distributed
+from .config import PRESETS, TrainConfig, parse_unfreeze, preset_config
+from .ddp import default_process_count, launch, under_torchrun
 from .modality import MODALITIES
+from .ptbxl_signal import run_ptbxl_signal
+from .ptbxl_train import run_ptbxl
+from .run import train as train_folds
 
 HELP = {
     "data": "dataset: a folder with one sub-folder per class, or a CSV manifest (file,label)",
@@ -64,10 +75,63 @@ def _triple(text: str | None, kind) -> tuple | None:
     return values
 
 
-def _with_config_options(func):
+def config_options(func: Callable) -> Callable:
+    """Every TrainConfig field (but dataset and modality, which the commands choose) as an option of `func`."""
     for field in reversed([f for f in dataclasses.fields(TrainConfig) if f.name not in ("dataset", "modality")]):
         func = _option(field)(func)
     return func
+
+
+DATA_HELP = {"images": "a folder with one sub-folder per class, or a CSV manifest",
+             "ptbxl": "the PTB-XL folder holding ptbxl_database.csv"}
+
+
+def config_from_options(preset: str, options: dict, dataset: str = "images", new_run: bool = True) -> TrainConfig:
+    """A command's TrainConfig: the preset, then every option given (None = not given); bad input is one line.
+
+    With `new_run`, --out (default runs/PRESET, runs/ptbxl-PRESET for PTB-XL) must not hold a run yet,
+    so a repeated command cannot write over one; `edgeecg ablate` passes False, its --out being the
+    folder of its variant runs. PTB-XL splits by strat_fold (no --exclude) and trains with plain BCE
+    unless --class-weights is given (the `ptbxl_train` docstring says why).
+    """
+    options = dict(options)
+    if not options.get("data"):
+        raise EdgeECGError(f"--data is required ({DATA_HELP[dataset]})")
+    exclude = list(options.pop("exclude", None) or ())
+    if dataset == "ptbxl":
+        if exclude:
+            raise EdgeECGError("--exclude applies to image folders; PTB-XL splits by strat_fold")
+        if options.get("class_weights") is None:
+            options["class_weights"] = False
+    options.update(dataset=dataset, exclude=exclude or None)
+    if new_run:
+        out = Path(options.get("out") or f"runs/{'ptbxl-' if dataset == 'ptbxl' else ''}{preset}")
+        if (out / "config.json").exists():
+            raise EdgeECGError(f"{out} already holds a run; use --resume {out} or another --out")
+        options["out"] = str(out)
+    try:
+        cfg = preset_config(preset, **options)
+        parse_unfreeze(cfg.unfreeze)  # a bad --unfreeze is refused before a run folder exists
+    except (TypeError, ValueError) as exc:
+        raise EdgeECGError(str(exc)) from None
+    return cfg
+
+
+def dispatch(cfg: TrainConfig) -> Path:
+    """The recipe `cfg` names: a labelled folder (image or signal branch), PTB-XL renders or PTB-XL signals."""
+    if cfg.dataset == "ptbxl":
+        return run_ptbxl_signal(cfg) if cfg.modality == "signal" else run_ptbxl(cfg)
+    return train_folds(cfg)
+
+
+def resume(run_dir: Path) -> Path:
+    """Continue an interrupted run with the configuration it was started with."""
+    config = Path(run_dir) / "config.json"
+    cfg = distributed.from_main(lambda: TrainConfig.load(config) if config.is_file() else None)
+    if cfg is None:
+        raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
+    cfg.out = str(run_dir)
+    return dispatch(cfg)
 
 
 @click.command()
@@ -81,47 +145,24 @@ def _with_config_options(func):
 @click.option("--ddp", type=int, is_flag=False, flag_value=0, default=None, metavar="[N]",
               help="DistributedDataParallel over N processes on this machine (default: one per GPU, 2 on CPU); "
                    "for several machines see torchrun -m edgeecg.train.ddp")
-@_with_config_options
+@config_options
 def train(preset: str, dataset: str, modality: str | None, resume_dir: Path | None, ddp: int | None,
           **options) -> None:
     """SimCLR pretraining + fine-tuning with progressive unfreezing, under stratified group k-fold CV."""
-    from .run import resume, train as run_training
-
-    def execute(fn, arg):
-        if ddp is None:
-            return fn(arg)
-        from .ddp import default_process_count, launch, under_torchrun
-
-        if under_torchrun():
-            raise EdgeECGError("leave out --ddp under torchrun: torchrun already started the processes")
-
-        return launch(fn, arg, ddp or default_process_count(options.get("device") or "auto"))
-
     if ddp is not None and (dataset == "ptbxl" or modality == "signal"):
         raise EdgeECGError("--ddp trains the image branch on --dataset images only")
+    if ddp is not None and under_torchrun():
+        raise EdgeECGError("leave out --ddp under torchrun: torchrun already started the processes")
     options["modality"] = modality
     if (modality or PRESETS[preset].get("modality")) == "signal":
         for name, image_only in (("ssl", False), ("unfreeze", "")):  # a preset's image settings do not apply
             options[name] = image_only if options[name] is None else options[name]
     if resume_dir is not None:
-        run_dir = execute(resume, resume_dir)
+        entry, arg = resume, resume_dir
     else:
-        if dataset == "ptbxl":
-            from .ptbxl_train import train_ptbxl
-
-            run_dir = train_ptbxl(preset, options)
-            click.echo(f"run folder: {run_dir}")
-            return
-        if not options.get("data"):
-            raise EdgeECGError("--data is required (a folder with one sub-folder per class, or a CSV manifest)")
-        options["exclude"] = list(options["exclude"]) or None
-        out = Path(options["out"] or f"runs/{preset}")
-        if (out / "config.json").exists():
-            raise EdgeECGError(f"{out} already holds a run; use --resume {out} or another --out")
-        options["out"] = str(out)
-        try:
-            cfg = preset_config(preset, **options)
-        except ValueError as exc:
-            raise EdgeECGError(str(exc)) from None
-        run_dir = execute(run_training, cfg)
+        entry, arg = dispatch, config_from_options(preset, options, dataset)
+    if ddp is None:
+        run_dir = entry(arg)
+    else:
+        run_dir = launch(entry, arg, ddp or default_process_count(options.get("device") or "auto"))
     click.echo(f"run folder: {run_dir}")

@@ -1,9 +1,10 @@
-"""The whole SimCardioNet recipe, top to bottom: data -> SSL -> k-fold fine-tuning -> final model.
+"""Group k-fold CV on a labelled folder (image or signal branch): data -> SSL -> k-fold fine-tuning -> final model.
 
 Everything lands in one run folder: config.json, train.log, metrics.json, timing.json,
 plots, per-fold results, resumable checkpoints and `final_model.pt` for export.
 A run interrupted at any point continues with `edgeecg train --resume RUN_DIR`
-and loses at most the epoch in progress.
+and loses at most the epoch in progress. The steps every recipe shares are in
+`recipe`; this module is the part that is cross-validation.
 """
 
 from __future__ import annotations
@@ -13,25 +14,18 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-import edgeecg
 from edgeecg.atomic import write_text
 from edgeecg.backends import softmax
-from edgeecg.errors import EdgeECGError
 from edgeecg.metrics import (aggregate_folds, brier_score, classification_metrics, expected_calibration_error,
                              fit_temperature, format_summary)
 
 from . import distributed
-from .checkpoint import FINAL_MODEL, save_checkpoint
-from .config import TrainConfig, parse_unfreeze
+from .config import TrainConfig
 from .data import ImageTable, group_kfold, load_table, one_per_group
-from .finetune import fit
-from .loops import device_name, pick_device, seed_everything
-from .modality import modality_for
-from .plots import plot_confusion, plot_training_curves
-from .run_folder import Run
-from .ssl import pretrain
+from .loops import device_name
+from .plots import plot_confusion
+from .recipe import finish, pretrain_weights, save_final, start, timing_record
 
 
 def limit_groups(table: ImageTable, per_class: int, seed: int) -> ImageTable:
@@ -71,16 +65,8 @@ def train(cfg: TrainConfig) -> Path:
     """Run (or resume) the whole recipe; returns the run folder."""
     distributed.check_batch_split({"--batch": cfg.batch, **({"--ssl-batch": cfg.ssl_batch} if cfg.ssl else {})})
     distributed.barrier()  # under DDP: every rank has passed its checks before rank 0 writes anything
-    run = Run(cfg)
-    if run.main:
-        cfg.save(run.dir / "config.json")
-    started = time.perf_counter()
-    device = distributed.rank_device(pick_device(cfg.device))
-    torch.set_float32_matmul_precision("high")
-    seed_everything(cfg.seed)
-    modality = modality_for(cfg)
-    with run.progress:
-        run.log(f"edgeecg {edgeecg.__version__} | device {device} | run folder {run.dir} | {modality.name} branch")
+    with start(cfg, f"{cfg.modality} branch") as session:
+        run, modality = session.run, session.modality
         table = load_table(cfg.data, cfg.exclude, workers=max(1, cfg.workers))
         if cfg.max_per_class:
             table = limit_groups(table, cfg.max_per_class, cfg.seed)
@@ -96,24 +82,12 @@ def train(cfg: TrainConfig) -> Path:
                 [{"fold": k, "validation": [str(table.items[i].path) for i in va]}
                  for k, (_, va) in enumerate(splits, 1)], indent=1))
         n_classes = len(table.classes)
-        schedule = parse_unfreeze(cfg.unfreeze)
         distinct = one_per_group(table)
 
         def train_index(idx: np.ndarray) -> np.ndarray:
             return idx[np.isin(idx, distinct)] if cfg.dedup_train else idx
 
-        ssl_weights, ssl_seconds, ssl_history = None, 0.0, []
-        if cfg.ssl:
-            model = modality.fresh_model(n_classes).to(device)
-            ssl_history, ssl_seconds = pretrain(model, images[train_index(np.arange(len(table)))], cfg, device,
-                                                run.dir / "checkpoints" / "ssl_last.pt", run.log, run.progress)
-            ssl_weights = {k: v.cpu() for k, v in model.state_dict().items()}
-            if ssl_history and run.main:
-                plot_training_curves(ssl_history, run.dir / "ssl_curve.png", "SSL pretraining loss")
-
-        def fresh_model():
-            return modality.fresh_model(n_classes, ssl_weights).to(device)
-
+        ssl = pretrain_weights(session, images[train_index(np.arange(len(table)))], n_classes, "SSL pretraining loss")
         folds = []
         for k, (tr, va) in enumerate(splits, 1):
             result_file = run.dir / "folds" / f"fold{k}.json"
@@ -126,14 +100,13 @@ def train(cfg: TrainConfig) -> Path:
             tr = train_index(tr)
             run.log(f"fold {k}/{cfg.folds}: {len(tr)} training images, {len(va)} validation images "
                     f"({len(np.unique(table.groups[va]))} groups)")
-            fitted = fit(fresh_model(), images[tr], table.labels[tr], cfg, schedule, device,
-                         run.dir / "checkpoints" / f"fold{k}_last.pt", run.log, run.progress, f"Fold {k}",
-                         images[va], table.labels[va], modality=modality)
+            fitted = session.fit(n_classes, ssl.weights, images[tr], table.labels[tr], images[va], table.labels[va],
+                                 name=f"fold{k}", tag=f"Fold {k}", title=f"Fine-tuning, fold {k}")
             if not run.main:  # rank 0 evaluates and reports; the others only need the best epoch
                 folds.append({"best_epoch": fitted.best_epoch})
                 continue
             tick = time.perf_counter()
-            logits = modality.predict(fitted.model, images[va], device)
+            logits = modality.predict(fitted.model, images[va], session.device)
             eval_seconds = time.perf_counter() - tick
             probs = softmax(logits)
             va_distinct = va[np.isin(va, distinct)]
@@ -147,7 +120,6 @@ def train(cfg: TrainConfig) -> Path:
                 "history": fitted.history,
                 "validation_logits": logits.tolist(), "validation_labels": table.labels[va].tolist(),
             }
-            plot_training_curves(fitted.history, run.dir / f"fold{k}_curves.png", f"Fine-tuning, fold {k}")
             run.write_json(f"folds/fold{k}.json", fold)
             folds.append(fold)
             run.log(f"fold {k}: accuracy {fold['metrics']['accuracy']:.4f}, "
@@ -158,9 +130,8 @@ def train(cfg: TrainConfig) -> Path:
 
         def fit_final():
             run.log(f"final model: {len(all_train)} images, {final_epochs} epochs (median best epoch over folds)")
-            return fit(fresh_model(), images[all_train], table.labels[all_train], cfg, schedule, device,
-                       run.dir / "checkpoints" / "final_last.pt", run.log, run.progress, "Final", epochs=final_epochs,
-                       modality=modality)
+            return session.fit(n_classes, ssl.weights, images[all_train], table.labels[all_train], name="final",
+                               tag="Final", title="Final model (all training data)", epochs=final_epochs)
 
         if not run.main:  # under DDP the other ranks join the final fit, then leave the reports to rank 0
             fit_final()
@@ -177,66 +148,34 @@ def train(cfg: TrainConfig) -> Path:
                 f"{calibration['brier_after']:.4f} (cross-fitted over folds)")
 
         final = fit_final()
-        plot_training_curves(final.history, run.dir / "final_curves.png", "Final model (all training data)")
         contract = modality.contract(
-            table.classes, model_version=f"{edgeecg.__version__}+{run.dir.name}",
-            temperature=calibration["temperature"], train_manifest_sha256=table.subset(all_train).manifest_sha256(),
+            table.classes, model_version=session.model_version, temperature=calibration["temperature"],
+            train_manifest_sha256=table.subset(all_train).manifest_sha256(),
             extra={"cv_accuracy_mean": summary["accuracy"]["mean"], "cv_folds": cfg.folds},
         )
-        save_checkpoint(run.dir / FINAL_MODEL, {
-            "model_config": modality.model_config(n_classes).to_dict(), "state_dict": {k: v.cpu() for k, v in final.model.state_dict().items()},
-            "contract": contract.__dict__, "train_config": cfg.__dict__})
+        save_final(session, final.model, contract)
 
         cv_seconds = sum(f["training_seconds"] + f["evaluation_seconds"] for f in folds)
-        total = time.perf_counter() - started
+        total = session.elapsed()
         timing = {
             "fold_training_time_seconds": [f["training_seconds"] for f in folds],
             "average_epoch_time_seconds": float(np.mean([f["average_epoch_seconds"] for f in folds])),
             "total_cv_time_seconds": cv_seconds,
             "evaluation_time_seconds": sum(f["evaluation_seconds"] for f in folds),
-            "ssl_time_seconds": ssl_seconds,
-            "ssl_average_epoch_time_seconds": ssl_seconds / max(len(ssl_history), 1),
+            **ssl.timing(),
             "final_model_training_seconds": final.seconds,
-            "summary": {"ssl_time_seconds": ssl_seconds, "cv_time_seconds": cv_seconds,
+            "summary": {"ssl_time_seconds": ssl.seconds, "cv_time_seconds": cv_seconds,
                         "total_time_seconds": total, "average_time_per_fold_seconds": cv_seconds / len(folds),
                         "this_session_wall_seconds": total},
-            "device": str(device), "device_name": device_name(device), "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
+            **timing_record(session.device), "device_name": device_name(session.device),
         }
-        run.write_json("timing.json", timing)
-        run.write_json("metrics.json", {
+        finish(session, timing, {
             "data": {"source": cfg.data, "images": len(table), "duplicate_groups": table.n_groups,
                      "classes": table.classes, "train_manifest_sha256": contract.train_manifest_sha256},
             "mean_std": summary, "mean_std_distinct_images": summary_distinct, "calibration": calibration,
             "folds": [{k: v for k, v in f.items() if k not in ("validation_logits", "validation_labels")}
                       for f in folds],
-            "ssl_history": ssl_history, "timing": timing,
-        })
-        run.log(f"SSL time {ssl_seconds:.1f}s | CV time {cv_seconds:.1f}s | total {total:.1f}s | "
-                f"average per fold {cv_seconds / len(folds):.1f}s")
-        run.log(f"wrote {run.dir / 'metrics.json'} and {run.dir / FINAL_MODEL}")
+            "ssl_history": ssl.history,
+        }, f"SSL time {ssl.seconds:.1f}s | CV time {cv_seconds:.1f}s | total {total:.1f}s | "
+           f"average per fold {cv_seconds / len(folds):.1f}s")
     return run.dir
-
-
-def resume(run_dir: Path) -> Path:
-    """Continue an interrupted run with the configuration it was started with."""
-    config = Path(run_dir) / "config.json"
-    cfg = distributed.from_main(lambda: TrainConfig.load(config) if config.is_file() else None)
-    if cfg is None:
-        raise EdgeECGError(f"{run_dir}: not a run folder (no config.json)")
-    cfg.out = str(run_dir)
-    return dispatch(cfg)
-
-
-def dispatch(cfg: TrainConfig) -> Path:
-    """The recipe `cfg` names: a labelled folder (image or signal branch), PTB-XL renders or PTB-XL signals."""
-    if cfg.dataset == "ptbxl" and cfg.modality == "signal":
-        from .ptbxl_signal import run_ptbxl_signal
-
-        return run_ptbxl_signal(cfg)
-    if cfg.dataset == "ptbxl":
-        from .ptbxl_train import run_ptbxl
-
-        return run_ptbxl(cfg)
-    return train(cfg)
-

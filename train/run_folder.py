@@ -1,13 +1,14 @@
 """The run folder every training recipe writes: config, log, JSON reports, checkpoints.
 
-Its own module so the recipes (`run`, `ptbxl_train`, `ptbxl_signal`) share it
-without importing each other.
+Its own module, below `recipe`, so every recipe and the reports that read a
+run folder (`signal_eval`) share it without importing a recipe.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.console import Console
@@ -45,7 +46,8 @@ class Run:
             write_text(self.dir / name, json.dumps(data, indent=2, default=jsonable))
 
 
-def jsonable(value):
+def jsonable(value: Any) -> Any:
+    """json.dumps' `default`: numpy scalars and arrays, which metrics and fold results hold, as plain values."""
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     if isinstance(value, np.ndarray):
