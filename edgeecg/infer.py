@@ -31,7 +31,7 @@ from .errors import EdgeECGError
 from .gate import Verdict, assess
 from .imageio import decode_image, read_image, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
-from .signal_runtime import is_signal_contract, page_input, signal_spec
+from .signal_runtime import SignalModel, is_signal_contract, page_input, signal_spec
 
 MULTILABEL_THRESHOLD = 0.5
 
@@ -54,6 +54,7 @@ class InferenceResult(TypedDict, total=False):
     page: dict  # the page reading: layout, columns, rhythm leads, scale, per-lead quality
     branches: dict  # per-branch probabilities (signal, image) behind the answer
     confidence: dict  # top probability against the model's abstain threshold, when its contract has one
+    ood: dict  # a signal model's feature distance from its training pages, against its threshold
 
 
 def classify_path(
@@ -180,11 +181,16 @@ def _classify_signals(verdict: Verdict, model: Backend, top_k: int | None, path:
         raise EdgeECGError(f"a signal model needs a page it can read ({verdict.reason})")
     contract = model.contract
     t0 = perf_counter()
-    probs = probabilities(model.run(page_input(verdict.reading, signal_spec(contract, str(model.path)))[None]),
-                          contract)[0]
+    x = page_input(verdict.reading, signal_spec(contract, str(model.path)))[None]
+    logits, distance = model.run_with_distance(x) if isinstance(model, SignalModel) else (model.run(x), None)
+    probs = probabilities(logits, contract)[0]
     model_ms = (perf_counter() - t0) * 1e3
     result = _labelled(probs, contract, top_k, path)
     result.update(_confidence(probs, contract))
+    if distance is not None:
+        ood = contract.extra["ood"]
+        result["ood"] = {"distance": round(float(distance[0]), 3), "threshold": round(ood["threshold"], 3),
+                         "typical": bool(distance[0] <= ood["threshold"])}
     result["branches"] = {"signal": {name: round(float(p), 6) for name, p in zip(contract.classes, probs)}}
     result.update(_page_fields(verdict))
     if not verdict.readable:
@@ -221,12 +227,17 @@ def _confidence(probs: np.ndarray, contract) -> dict:
 
 
 def _abstention(result: InferenceResult) -> InferenceResult:
-    """An answer below the model's abstain threshold becomes a refusal (no label), its reason the numbers."""
-    confidence = result.get("confidence")
-    if not confidence or confidence["confident"]:
+    """An answer for a page unlike the model's training pages, or below its abstain threshold, becomes a
+    refusal (no label), its reason the numbers."""
+    confidence, ood = result.get("confidence"), result.get("ood")
+    if ood and not ood["typical"]:
+        reason = (f"unlike the pages this model was trained on (feature distance {ood['distance']:.1f} > "
+                  f"{ood['threshold']:.1f}, set on its training pages)")
+    elif confidence and not confidence["confident"]:
+        reason = (f"not confident enough ({confidence['top']:.2f} < {confidence['min']:.2f}, the threshold chosen "
+                  f"for {confidence['target_risk']:.0%} risk on validation folds)")
+    else:
         return result
-    reason = (f"not confident enough ({confidence['top']:.2f} < {confidence['min']:.2f}, the threshold chosen "
-              f"for {confidence['target_risk']:.0%} risk on validation folds)")
     kept = {k: v for k, v in result.items() if k not in ("label", "labels", "probs", "branches", "forced")}
     return {**kept, "refused": reason}
 

@@ -51,7 +51,8 @@ from .registry import DEFAULT_MODEL, list_models, resolve_model
 @click.option("--force", is_flag=True, help="diagnose pages the quality gate refuses (the result says it was forced)")
 @click.option("--allow-partial", is_flag=True, help="diagnose partial captures (fewer than 12 leads readable)")
 @click.option("--abstain", is_flag=True,
-              help="refuse answers below the model's abstain threshold (chosen on validation folds for 5 % risk)")
+              help="refuse answers below the model's abstain threshold (chosen on validation folds for 5 % risk) "
+                   "and pages unlike its training pages (a signal model's feature distance, --json 'ood')")
 def infer(paths, model_name, backend, as_json, save_crop, no_crop, top_k, threads, camera, watch,
           quiet_period, allow_corrupt, force, allow_partial, abstain) -> None:
     """Classify ECG printout images (files or folders), a camera frame or a watched folder."""

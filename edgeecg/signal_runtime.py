@@ -92,12 +92,24 @@ class SignalModel(Backend):
             raise EdgeECGError(f"{self.path}: graph input {graph_input.shape} does not match its contract "
                                f"(N x {self.spec.channels} x {self.spec.length})")
         self.precision = self.contract.precision
+        self.ood = self.contract.extra.get("ood")  # the out-of-distribution score's record, when exported with one
+        outputs = [o.name for o in self.session.get_outputs()]
+        if self.ood is not None and self.ood.get("output") not in outputs[1:]:
+            raise EdgeECGError(f"{self.path}: its contract names an out-of-distribution output "
+                               f"{self.ood.get('output')!r} that the graph lacks (outputs: {', '.join(outputs)})")
         trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
         self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 24, length) model input (`page_input`) -> (N, classes) logits: the backend call the bench times."""
         return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+
+    def run_with_distance(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, each input's feature distance from the training pages), in one call; the distance is None
+        for a model exported without an out-of-distribution score."""
+        names = [self.session.get_outputs()[0].name] + ([self.ood["output"]] if self.ood else [])
+        outputs = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        return outputs[0], (outputs[1] if self.ood else None)
 
     def logits(self, signals: np.ndarray) -> np.ndarray:
         """(N, length, 12) mV at the contract's rate, NaN where not plotted -> (N, classes) logits."""

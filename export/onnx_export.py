@@ -47,11 +47,13 @@ def load_for_export(source: str | Path) -> tuple[torch.nn.Module, ModelContract]
 
 
 def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17,
-                input_shape: tuple[int, ...] | None = None) -> onnx.ModelProto:
+                input_shape: tuple[int, ...] | None = None, extra_outputs: tuple[str, ...] = ()) -> onnx.ModelProto:
     """Export, simplify with onnxslim, embed the contract and run the ONNX checker.
 
     `input_shape` is one input without the batch axis; default an image, 3 x input_size x input_size.
+    `extra_outputs` names the outputs a model returns after its logits (each batch-first).
     """
+    outputs = [OUTPUT_NAME, *extra_outputs]
     size = contract.input_size
     example = torch.zeros(TRACE_BATCH, *(input_shape or (3, size, size)))
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
@@ -68,8 +70,8 @@ def export_onnx(model: torch.nn.Module, contract: ModelContract, opset: int = 17
                 dynamo=False,
                 opset_version=opset,
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                output_names=outputs,
+                dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)},
                 do_constant_folding=True,
             )
         except Exception as exc:  # torch raises many types for unsupported ops / opsets

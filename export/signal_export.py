@@ -25,7 +25,8 @@ from edgeecg.selective import selective_record
 from edgeecg.signal_input import batch_input
 from edgeecg.signal_runtime import SignalModel, signal_spec
 from edgeecg.train.checkpoint import is_signal_config, load_checkpoint, model_from_checkpoint
-from edgeecg.train.data import load_table
+from edgeecg.train.data import load_table, one_per_group
+from edgeecg.train.run import limit_groups
 from edgeecg.train.signal_data import load_digitized
 
 import onnx
@@ -36,7 +37,8 @@ from .onnx_io import check_onnx, set_contract
 from .quantize import CALIB_METHODS, drop_unused_domains, prepare_for_quantization, quantize_int8
 from .onnx_export import export_onnx, require_parity, torch_logits
 from .onnx_io import save_onnx
-from .options import ExportOptions, default_out_dir
+from .ood import DISTANCE_OUTPUT, distance_only_nodes, fit_distance
+from .options import OUTPUT_NAME, ExportOptions, default_out_dir
 from .scans import evenly_spaced
 from .ui import step, warn
 
@@ -48,17 +50,14 @@ def is_signal_run(source: str | Path) -> bool:
     return is_signal_config(load_checkpoint(source).get("model_config"))
 
 
-def load_signal_model(source: str | Path) -> tuple[torch.nn.Module, ModelContract]:
-    model, contract = model_from_checkpoint(load_checkpoint(source), source)
-    return model, replace(contract, precision="fp32")
-
-
 def export_signal(options: ExportOptions) -> Path:
     """Write NAME.onnx (FP32) into the output folder and return its path."""
     if options.trt or options.fp16_engine or "tensorrt" in options.int8_targets:
         raise EdgeECGError("signal models export to ONNX FP32 and CPU INT8 only for now (leave out --trt, --fp16, "
                            "--int8-target tensorrt)")
-    model, contract = load_signal_model(options.source)
+    state = load_checkpoint(options.source)
+    model, contract = model_from_checkpoint(state, options.source)
+    contract = replace(contract, precision="fp32")
     spec = signal_spec(contract, str(options.source))
     run = Path(options.source)
     if contract.task == "multiclass" and run.is_dir() and any((run / "folds").glob("fold*.json")):
@@ -72,19 +71,54 @@ def export_signal(options: ExportOptions) -> Path:
     picked = np.array(evenly_spaced(range(len(table)), options.verify_count))
     step(f"digitizing {len(picked)} scans of {source} for the parity check")
     signals, _ = load_digitized(table.subset(picked), spec)
+    graph, contract = _with_ood_score(model, contract, spec, state.get("train_config") or {})
     step(f"exporting {options.source} (opset {options.opset}, input N x {spec.channels} x {spec.length})")
-    proto = export_onnx(model, contract, options.opset, (spec.channels, spec.length))
+    extra_outputs = (DISTANCE_OUTPUT,) if graph is not model else ()
+    proto = export_onnx(graph, contract, options.opset, (spec.channels, spec.length), extra_outputs)
     path = (options.out or default_out_dir(options.source)) / f"{options.name or contract.name}.onnx"
+    inputs = batch_input(signals, spec)
     with atomic_path(path) as tmp:
         save_onnx(proto, tmp)
-        with torch.inference_mode():
-            reference = torch_logits(model, batch_input(signals, spec))
-        agreement = require_parity(reference, SignalModel(tmp).logits(signals))
+        exported = SignalModel(tmp)
+        agreement = require_parity(torch_logits(model, inputs), exported.logits(signals))
+        if extra_outputs:
+            _require_distance_parity(graph, exported, inputs)
     step(f"ONNX FP32 matches PyTorch on {agreement.n_scans} digitized scans: max |delta logit| "
          f"{agreement.max_abs_delta:.2e}; wrote {path}")
     if options.int8:
         export_signal_int8(path, contract, spec, options)
     return path
+
+
+def _with_ood_score(model: torch.nn.Module, contract: ModelContract, spec, train_config: dict
+                    ) -> tuple[torch.nn.Module, ModelContract]:
+    """The model with its out-of-distribution output (`export/ood.py`), fitted on the run's own training pages,
+    and the contract recording it; the bare model, with a warning, when those pages are not here to fit on."""
+    data = train_config.get("data")
+    if not data or not Path(data).exists():
+        warn(f"the run's training data ({data or 'not recorded'}) is not here: exported without an "
+             "out-of-distribution score")
+        return model, contract
+    table = load_table(data, train_config.get("exclude") or [])
+    if train_config.get("max_per_class"):
+        table = limit_groups(table, train_config["max_per_class"], train_config.get("seed", 0))
+    if train_config.get("dedup_train"):
+        table = table.subset(one_per_group(table))
+    step(f"out-of-distribution score: digitizing the {len(table)} training scans of {data}")
+    signals, _ = load_digitized(table, spec)
+    graph, record = fit_distance(model, batch_input(signals, spec))
+    step(f"out-of-distribution score: training distances median {record['train_median']:.1f}, max "
+         f"{record['train_max']:.1f}; pages beyond {record['threshold']:.1f} are flagged")
+    return graph, replace(contract, extra={**contract.extra, "ood": record})
+
+
+def _require_distance_parity(graph: torch.nn.Module, exported: SignalModel, inputs: np.ndarray) -> None:
+    with torch.inference_mode():
+        reference = graph(torch.from_numpy(inputs))[1].numpy()
+    _, distance = exported.run_with_distance(inputs)
+    if not np.allclose(distance, reference, rtol=1e-3, atol=1e-3):
+        raise EdgeECGError(f"ONNX export's feature distance differs from PyTorch's (max |delta| "
+                           f"{np.abs(distance - reference).max():.2e}); nothing was written")
 
 
 def export_signal_int8(fp32_path: Path, contract: ModelContract, spec, options: ExportOptions) -> Path:
@@ -105,7 +139,8 @@ def export_signal_int8(fp32_path: Path, contract: ModelContract, spec, options: 
         agreement = {}
         for method in methods:
             candidate = Path(tmp) / f"{method}.onnx"
-            quantize_int8(prepared, candidate, batch_input(calibration, spec), "cpu", method)
+            quantize_int8(prepared, candidate, batch_input(calibration, spec), "cpu", method,
+                          distance_only_nodes(onnx.load(str(prepared)), OUTPUT_NAME))
             _embed(candidate, contract, method, len(calibration))
             agreement[method] = _agreement(reference, SignalModel(candidate), calibration)
         chosen = max(agreement, key=agreement.get)

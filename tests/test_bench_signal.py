@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,14 +76,15 @@ def test_a_signal_checkpoint_runs_as_the_pytorch_reference(tmp_path):
     from edgeecg.train.torch_backend import TorchBackend
 
     shipped = SignalModel(resolve_model("signal"))
+    contract = replace(shipped.contract, extra={k: v for k, v in shipped.contract.extra.items() if k != "ood"})
     torch.manual_seed(0)
     config = SignalNetConfig(num_classes=len(shipped.contract.classes), width=8)
     model = build_signal_model(config).eval()
     checkpoint = tmp_path / "signal.pt"
     save_checkpoint(checkpoint, {"model_config": config.to_dict(), "state_dict": model.state_dict(),
-                                 "contract": asdict(shipped.contract)})
+                                 "contract": asdict(contract)})
     exported = tmp_path / "signal.onnx"
-    save_onnx(export_onnx(model, shipped.contract, 17, (shipped.spec.channels, shipped.spec.length)), exported)
+    save_onnx(export_onnx(model, contract, 17, (shipped.spec.channels, shipped.spec.length)), exported)
     batch = np.random.default_rng(0).normal(size=(2, shipped.spec.channels, shipped.spec.length)).astype(np.float32)
     np.testing.assert_allclose(TorchBackend(checkpoint).run(batch), SignalModel(exported).run(batch),
                                rtol=1e-4, atol=1e-4)

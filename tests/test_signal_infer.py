@@ -29,6 +29,7 @@ def test_the_default_model_reads_the_leads(monkeypatch, capsys):
     assert result["page"]["layout"] == "3x4+1" and len(result["page"]["leads_found"]) == 12
     assert {"top", "min", "target_risk", "confident"} <= set(result["confidence"])
     assert set(result["ms"]) == {"decode", "gate", "model", "total"}
+    assert result["ood"]["typical"] and 0 < result["ood"]["distance"] < result["ood"]["threshold"]  # a shipped scan
 
 
 def test_models_are_opened_by_what_their_contract_says():

@@ -136,6 +136,20 @@ def test_tiny_mendeley_signal_run_from_ptbxl_trunk(tmp_path, mendeley_dir, ptbxl
     assert int8.contract.precision == "int8" and int8.contract.extra["quantization"]["target"] == "cpu"
     selective = int8.contract.extra["selective"]  # chosen on the run's out-of-fold validation files
     assert 0.0 <= selective["min_confidence"] <= 1.0 and selective["target_risk"] == 0.05
+    for model in (SignalModel(tmp_path / "x" / "signal-resnet1d.onnx"), int8):  # fitted on the run's training pages
+        ood = model.contract.extra["ood"]
+        assert ood["training_pages"] == 8 and ood["threshold"] == pytest.approx(ood["margin"] * ood["train_max"])
+    from edgeecg.imageio import read_image
+    from edgeecg.infer import classify_image
+
+    fp32 = SignalModel(tmp_path / "x" / "signal-resnet1d.onnx")
+    answered = classify_image(read_image(files[0]), fp32)
+    assert answered["ood"]["typical"] is (answered["ood"]["distance"] <= answered["ood"]["threshold"])
+    strict = _with_ood_threshold(tmp_path / "x" / "signal-resnet1d.onnx", tmp_path / "strict.onnx", 0.0)
+    refused = classify_image(read_image(files[0]), SignalModel(strict), abstain=True)
+    assert refused["refused"].startswith("unlike the pages this model was trained on") and "label" not in refused
+    assert classify_image(read_image(files[0]), SignalModel(strict))["ood"]["typical"] is False
+
 
 
 def test_image_only_settings_are_refused_for_signals(tmp_path, mendeley_dir):
@@ -192,3 +206,38 @@ def test_runtime_refuses_a_contract_it_cannot_honour(tmp_path, changes, message)
     _, path = _export(tmp_path, "bad", **changes)
     with pytest.raises(EdgeECGError, match=message):
         SignalModel(path)
+
+
+def _with_ood_threshold(source, target, threshold: float):
+    """A copy of an exported model whose contract sets another out-of-distribution threshold."""
+    import onnx
+
+    model = onnx.load(str(source))
+    entry = next(p for p in model.metadata_props if p.key == "edgeecg")
+    contract = json.loads(entry.value)
+    contract["extra"]["ood"]["threshold"] = threshold
+    entry.value = json.dumps(contract)
+    onnx.save(model, str(target))
+    return target
+
+
+def test_the_feature_distance_is_the_mahalanobis_distance_of_the_pooled_features():
+    from sklearn.covariance import LedoitWolf
+
+    from edgeecg.export.ood import fit_distance, training_features
+
+    torch.manual_seed(0)
+    model = build_signal_model(SignalNetConfig(num_classes=4, width=8)).eval()
+    inputs = np.stack([model_input(_page_like(seed), SPEC) for seed in range(40)])
+    wrapped, record = fit_distance(model, inputs)
+    features = training_features(model, inputs)
+    expected = np.sqrt(LedoitWolf().fit(features).mahalanobis(features))
+    with torch.no_grad():
+        logits, distance = wrapped(torch.from_numpy(inputs))
+        np.testing.assert_allclose(logits.numpy(), model(torch.from_numpy(inputs)).numpy(), atol=1e-5)
+    np.testing.assert_allclose(distance.numpy(), expected, rtol=1e-3)
+    assert record["train_max"] == pytest.approx(expected.max(), rel=1e-4) and record["threshold"] > record["train_max"]
+    far = inputs.copy()
+    far[:, :12] *= 50  # the same pages at fifty times the amplitude lie far from all of them
+    with torch.no_grad():
+        assert (wrapped(torch.from_numpy(far))[1].numpy() > record["threshold"]).all()

@@ -65,8 +65,12 @@ class ConcatPoolHead(nn.Module):
         self.head = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(2 * channels), nn.Dropout(dropout),
                                   nn.Linear(2 * channels, num_classes))
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, channels, time) trunk output -> (N, 2 * channels) pooled features, what the linear layer reads."""
+        return torch.cat([self.avg(x), self.max(x)], 1).flatten(1)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.cat([self.avg(x), self.max(x)], 1))
+        return self.head(self.pool(x))
 
 
 class SignalResNet(nn.Module):
@@ -87,6 +91,10 @@ class SignalResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.trunk(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 24, length) -> (N, 4 * width) pooled trunk features (the out-of-distribution score's space)."""
+        return self.classifier.pool(self.trunk(x))
 
 
 def build_signal_model(config: SignalNetConfig) -> SignalResNet:
