@@ -18,9 +18,9 @@ from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from . import distributed
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .loops import autocast, seed_everything
+from .loops import MixedPrecisionStep, autocast, saved_state, seed_everything
 from .modality import ImageModality
 from .model import MODEL_PARTS
 
@@ -103,11 +103,11 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, cf
     criterion = make_criterion(train_labels, model.config.num_classes, cfg.class_weights, device)
     multilabel = train_labels.ndim == 2
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    step = MixedPrecisionStep(optimizer, device)
     epochs = epochs or cfg.epochs
     history, elapsed, start = [], 0.0, 1
     best_state, best_score, best_epoch, stale = None, -1.0, 0, 0
-    state = distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
+    state = saved_state(checkpoint)
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
@@ -131,10 +131,7 @@ def fit(model: nn.Module, train_images: np.ndarray, train_labels: np.ndarray, cf
             with autocast(device):
                 logits = net(x)
                 loss = criterion(logits.float(), y.float() if multilabel else y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            step(loss)
             losses.append(loss.item())
             correct += ((logits > 0) == (y > 0.5)).float().mean(1).sum().item() if multilabel else \
                 (logits.argmax(1) == y).sum().item()

@@ -1,9 +1,11 @@
-"""Shared training machinery: device choice, seeding, tensors from cached crops, prediction."""
+"""Shared training machinery: device choice, seeding, mixed-precision steps, resuming, tensors from cached
+crops, prediction."""
 
 from __future__ import annotations
 
 import random
 from contextlib import nullcontext
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -12,6 +14,9 @@ from torch.utils.data import Dataset
 
 from edgeecg.machine import cpu_model
 from edgeecg.preprocess import normalize
+
+from . import distributed
+from .checkpoint import load_checkpoint
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -36,6 +41,25 @@ def device_name(device: torch.device) -> str:
 def autocast(device: torch.device):
     """Mixed precision on CUDA (the paper's GTX 1660 setting); plain FP32 on the CPU."""
     return torch.autocast("cuda", dtype=torch.float16) if device.type == "cuda" else nullcontext()
+
+
+class MixedPrecisionStep:
+    """One optimiser step on a loss, scaled under CUDA mixed precision (the scaler passes through on the CPU)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, device: torch.device):
+        self.optimizer = optimizer
+        self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+
+    def __call__(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
+
+def saved_state(checkpoint: Path) -> dict | None:
+    """A training loop's last checkpoint (read by rank 0 and shared with the others), or None on a fresh start."""
+    return distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
 
 
 class CropDataset(Dataset):
