@@ -292,6 +292,9 @@ def _format(result: dict, as_json: bool) -> str:
     confidence = result.get("confidence")
     if confidence and not confidence["confident"]:
         verdict += f" (low confidence: {confidence['top']:.2f} < {confidence['min']:.2f})"
+    ood = result.get("ood")
+    if ood and not ood["typical"]:
+        verdict += f" (unlike the training pages: distance {ood['distance']:.1f} > {ood['threshold']:.1f})"
     lines = [f"{display(result['path'])}: {verdict}", f"  {probs}", f"  ms: {ms}"]
     if result.get("forced"):
         lines.insert(2, f"  forced past the quality gate, which refused it: {display(result['forced'])}")

@@ -58,3 +58,17 @@ def test_answers_below_the_abstain_threshold_are_marked_and_refused_with_abstain
     assert refused["refused"].startswith("not confident enough") and "label" not in refused
     lenient = SignalModel(_with_threshold(tmp_path, 0.0))
     assert classify_path(SCAN, lenient, abstain=True)["confidence"]["confident"] is True
+
+
+def test_a_page_unlike_the_training_pages_is_flagged_and_refused_with_abstain(monkeypatch, capsys, tmp_path):
+    model = onnx.load(str(resolve_model("signal")))
+    entry = next(p for p in model.metadata_props if p.key == "edgeecg")
+    contract = json.loads(entry.value)
+    contract["extra"]["ood"]["threshold"] = 1e-3  # every real page lies farther than this from the training pages
+    entry.value = json.dumps(contract)
+    strict = tmp_path / "strict.onnx"
+    onnx.save(model, str(strict))
+    code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", strict, SCAN)
+    assert code == 0 and "unlike the training pages: distance" in out, err
+    code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", strict, "--abstain", SCAN)
+    assert code == 1 and "refused: unlike the pages this model was trained on" in out
