@@ -182,9 +182,25 @@ def _largest_inscribed_quad(polygon: np.ndarray) -> np.ndarray:
     return pts[[i, best_j[i, k], k, best_j[k, i]]].astype(np.float32)
 
 
+def _row_ends(points: np.ndarray) -> np.ndarray:
+    """The points that can be on the convex hull of row-major (x, y) pixels (as np.nonzero lists them):
+    each row's leftmost and rightmost, and the whole first and last rows (a level edge's inner points).
+
+    Every other point lies between its row's ends, so the hull is the same, and cv2.convexHull sorts
+    far fewer points (a pink grid's outline mask holds 10^5 pixels). Unsorted points are kept whole.
+    """
+    ys = points[:, 1]
+    if len(points) < 3 or not (ys[1:] >= ys[:-1]).all():
+        return points
+    new_row = np.r_[True, ys[1:] != ys[:-1]]
+    keep = new_row | np.r_[new_row[1:], True]  # first and last point of each row (x ascending within it)
+    keep |= (ys == ys[0]) | (ys == ys[-1])
+    return points[keep]
+
+
 def _coarse_quad(points: np.ndarray) -> np.ndarray | None:
     """Largest quadrilateral inside the points' convex hull (may lean on stray specks)."""
-    hull = cv2.approxPolyDP(cv2.convexHull(points), 1.0, True).reshape(-1, 2)
+    hull = cv2.approxPolyDP(cv2.convexHull(_row_ends(points)), 1.0, True).reshape(-1, 2)
     if len(hull) < 4:
         return None
     return order_clockwise(_largest_inscribed_quad(hull))
@@ -239,13 +255,27 @@ def _intersect(l1: np.ndarray, l2: np.ndarray) -> np.ndarray | None:
     return np.array([l1[0] + t * l1[2], l1[1] + t * l1[3]], np.float32)
 
 
+def _near_side(points: np.ndarray, a: np.ndarray, b: np.ndarray, band: float, row_major: bool) -> np.ndarray:
+    """The points inside side a->b's bounding box grown by `band` (+2 px): a superset of those `_fit_side`
+    keeps, found without projecting every point of the mask onto every side (order kept).
+
+    `row_major` points (sorted by y, as np.nonzero lists them) are cut to the box's rows by bisection first.
+    """
+    (x0, y0), (x1, y1) = np.minimum(a, b) - band - 2, np.maximum(a, b) + band + 2
+    if row_major:
+        points = points[np.searchsorted(points[:, 1], y0, "left"): np.searchsorted(points[:, 1], y1, "right")]
+    xs, ys = points[:, 0], points[:, 1]
+    return points[(xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)]
+
+
 def _refine_quad(points: np.ndarray, quad: np.ndarray, band: float) -> np.ndarray:
     """Corners from straight lines fitted to each side's ink; a side without enough ink keeps its coarse line."""
     pts = points.astype(np.float32)
+    row_major = bool((pts[1:, 1] >= pts[:-1, 1]).all())
     center = quad.mean(axis=0)
     lines = []
     for a, b in zip(quad, np.roll(quad, -1, axis=0)):
-        line = _fit_side(pts, a, b, center, band)
+        line = _fit_side(_near_side(pts, a, b, band, row_major), a, b, center, band)
         if line is None:
             d = (b - a) / max(float(np.linalg.norm(b - a)), 1e-6)
             line = np.array([a[0], a[1], d[0], d[1]], np.float32)
