@@ -42,6 +42,7 @@ MIN_GRID_COVER = 0.08  # the ruled area covers at least this much of the frame
 MIN_PERIODICITY = 50.0  # the grid's spectral peak over the median power of its profile (real grids: hundreds; noise: about 10)
 SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's power) is the true period
 SHARPNESS_SIDE = 640  # pixels: the copy on which the two candidate regions are compared ...
+SHARPNESS_KERNEL = 5  # px: the paper-level neighbourhood on that copy
 OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
@@ -87,6 +88,12 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
     lightest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
     darkest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
     return 2.0 * lightest - darkest, darkest
+
+
+def _darkness_reach(kernel_px: int) -> int:
+    """How far (px) `darkness` looks from a pixel: the dilation's half-width plus the box filter's.
+    Its value at a pixel this far inside a crop's edge is the same as on the whole image."""
+    return kernel_px // 2 + kernel_px
 
 
 def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -205,20 +212,28 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
         return ruled, False
     # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright,
     # so they stand out sharply in the profiles of the region's centre (which both quads cover)
-    if _sharpness(image, outline) * OUTLINE_PREFERENCE >= _sharpness(image, ruled):
+    scale = SHARPNESS_SIDE / max(image.shape[:2])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for both quads
+    if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(small, ruled * scale):
         return outline, True
     return ruled, False
 
 
-def _sharpness(image: np.ndarray, quad: np.ndarray) -> float:
+def _sharpness(small: np.ndarray, quad: np.ndarray) -> float:
     """How sharply the grid lines stand out in the column and row profiles of the central part of the
-    region once `quad` is warped upright (a leaning warp smears them): the weaker axis's contrast."""
-    scale = SHARPNESS_SIDE / max(image.shape[:2])
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    grey_ink, grid_ink = darkness(_warp(small, quad * scale), 5)
+    region once `quad` (in `small`'s pixels) is warped upright (a leaning warp smears them): the weaker
+    axis's contrast."""
+    upright = _warp(small, quad)
+    h, w = upright.shape[:2]
+    top, bottom, left, right = h // 5, h - h // 5, w // 5, w - w // 5
+    reach = _darkness_reach(SHARPNESS_KERNEL)
+    if min(top, left) >= reach:
+        # darkness at a pixel depends on the pixels within its reach only: measure the centre and that margin
+        upright = upright[top - reach: bottom + reach, left - reach: right + reach]
+        top, bottom, left, right = reach, reach + bottom - top, reach, reach + right - left
+    grey_ink, grid_ink = darkness(upright, SHARPNESS_KERNEL)
     grid = np.where(grey_ink > TRACE_DARKNESS, 0.0, grid_ink)
-    h, w = grid.shape
-    centre = grid[h // 5: h - h // 5, w // 5: w - w // 5]
+    centre = grid[top:bottom, left:right]
     return min(_contrast(centre.mean(axis=0)), _contrast(centre.mean(axis=1)))
 
 
