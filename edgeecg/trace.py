@@ -151,11 +151,13 @@ def _trace_band(mask: np.ndarray, weight: np.ndarray, baseline_y: float):
 
 def _column_runs(mask: np.ndarray) -> np.ndarray:
     """(N, 3) float64 rows of (x, top, bottom) for every vertical run of ink, sorted by x then top."""
-    padded = np.pad(mask, ((1, 1), (0, 0)))
-    starts = padded[1:-1] & ~padded[:-2]
-    ends = padded[1:-1] & ~padded[2:]
-    sx, sy = np.nonzero(starts.T)
-    ex, ey = np.nonzero(ends.T)
+    # work on columns laid out contiguously (x-major, as the runs are listed): nonzero on a transposed view is slow
+    padded = np.zeros((mask.shape[1], mask.shape[0] + 2), bool)
+    padded[:, 1:-1] = mask.T
+    starts = padded[:, 1:-1] & ~padded[:, :-2]
+    ends = padded[:, 1:-1] & ~padded[:, 2:]
+    sx, sy = np.nonzero(starts)
+    ex, ey = np.nonzero(ends)
     return np.column_stack([sx, sy, ey]).astype(np.float64)
 
 
@@ -163,24 +165,22 @@ def _follow_stroke(runs: np.ndarray, baseline_y: float) -> np.ndarray:
     """One run per column: the only one, or where several share a column, the one nearest the stroke."""
     xs = runs[:, 0].astype(np.int64)
     first = np.r_[True, xs[1:] != xs[:-1]]
-    per_column = np.diff(np.r_[np.nonzero(first)[0], len(xs)])
+    starts = np.nonzero(first)[0]
+    per_column = np.diff(np.r_[starts, len(xs)])
     if (per_column == 1).all():
         return runs
-    keep = []
-    previous = None
-    index = 0
-    for count in per_column:
-        group = runs[index: index + count]
-        index += count
-        if count == 1:
-            pick = group[0]
-        else:
-            reference = baseline_y if previous is None or previous[0] < group[0, 0] - 3 else 0.5 * (previous[1] + previous[2])
-            gap = np.maximum(0.0, np.maximum(group[:, 1] - reference, reference - group[:, 2]))
-            pick = group[int(np.argmin(gap))]
-        keep.append(pick)
-        previous = pick
-    return np.asarray(keep)
+    # a column with one run keeps it; only the shared columns are walked, in order, each looking at the pick
+    # before it (plain floats: the groups are tiny, and numpy's per-call cost would dominate)
+    picks = starts.copy()
+    listed = runs.tolist()
+    for g in np.nonzero(per_column > 1)[0].tolist():
+        start = int(starts[g])
+        group = listed[start: start + int(per_column[g])]
+        previous = listed[picks[g - 1]] if g > 0 else None
+        reference = baseline_y if previous is None or previous[0] < group[0][0] - 3 else 0.5 * (previous[1] + previous[2])
+        gaps = [max(0.0, max(top - reference, reference - bottom)) for _, top, bottom in group]
+        picks[g] = start + gaps.index(min(gaps))  # the first nearest, as np.argmin
+    return runs[picks]
 
 
 def _line_width(runs: np.ndarray) -> float:
@@ -191,10 +191,14 @@ def _line_width(runs: np.ndarray) -> float:
 
 def _run_centroids(runs: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Darkness-weighted centre of each (x, top, bottom) run: the stroke's centre to a fraction of a pixel."""
-    cumulative = np.vstack([np.zeros((1, weight.shape[1])), np.cumsum(weight, axis=0)])
-    moment = np.vstack([np.zeros((1, weight.shape[1])), np.cumsum(weight * np.arange(weight.shape[0])[:, None], axis=0)])
+    h, w = weight.shape
+    # running sums down each column (a zero row on top), written in place: the mass in float32 as weight is
+    cumulative = np.zeros((h + 1, w), weight.dtype)
+    np.cumsum(weight, axis=0, out=cumulative[1:])
+    moment = np.zeros((h + 1, w), np.float64)
+    np.cumsum(weight * np.arange(h)[:, None], axis=0, out=moment[1:])
     x, top, bottom = runs[:, 0].astype(int), runs[:, 1].astype(int), runs[:, 2].astype(int) + 1
-    mass = cumulative[bottom, x] - cumulative[top, x]
+    mass = cumulative[bottom, x].astype(np.float64) - cumulative[top, x].astype(np.float64)
     centre = (moment[bottom, x] - moment[top, x]) / np.maximum(mass, 1e-9)
     return np.where(mass > 0, centre, (runs[:, 1] + runs[:, 2]) / 2)
 
