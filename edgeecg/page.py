@@ -80,14 +80,17 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
     darkest channel's.
     """
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
-    channels = []
+    ratios = []  # pixel / paper level, per channel
     for channel in cv2.split(image_bgr):
         # the local maximum on the 8-bit plane (a quarter of the memory traffic), its mean straight into float
         paper = cv2.boxFilter(cv2.dilate(channel, kernel), cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1))
-        channels.append(cv2.subtract(1.0, cv2.divide(channel.astype(np.float32), cv2.max(paper, 1.0))))
-    lightest = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
-    darkest = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
-    return 2.0 * lightest - darkest, darkest
+        ratios.append(cv2.divide(channel, cv2.max(paper, 1.0, dst=paper), dtype=cv2.CV_32F))  # 8-bit read as float
+    # a channel's darkness is 1 - its ratio, and float 1 - q never rises with q: the lightest channel's darkness
+    # is exactly 1 - the largest ratio (one subtraction per map instead of one per channel)
+    lightest = cv2.subtract(1.0, cv2.max(cv2.max(ratios[0], ratios[1]), ratios[2]))
+    darkest = cv2.subtract(1.0, cv2.min(cv2.min(ratios[0], ratios[1]), ratios[2]))
+    grey = np.multiply(lightest, 2.0, out=lightest)  # 2 * lightest - darkest, in place
+    return np.subtract(grey, darkest, out=grey), darkest
 
 
 def _darkness_reach(kernel_px: int) -> int:
