@@ -283,9 +283,13 @@ def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tu
               for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)}
     leads, lags = [], []
     for r in strip_rows:
+        shifted = {}  # the strip over a time window, by (t0, t1, step): the panels of one column share it
+
         def score(p: Panel, step: int) -> float:
-            lag = step * STRIP_STEP_S
-            return _likeness(values(rows[r], p.t0 + lag, p.t1 + lag, fine), panels[p])
+            if (p.t0, p.t1, step) not in shifted:
+                lag = step * STRIP_STEP_S
+                shifted[p.t0, p.t1, step] = values(rows[r], p.t0 + lag, p.t1 + lag, fine)
+            return _likeness(shifted[p.t0, p.t1, step], panels[p])
 
         # every panel on every other step, then the best one's neighbouring steps
         coarse = {(p, step): score(p, step) for p in panels for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1, 2)}
@@ -304,13 +308,18 @@ def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list
     later = [(row, column) for row in range(min(len(layout.grid), len(rows))) for column in range(1, layout.columns)]
     if not later:
         return False
+    activity = {}  # by (row, column): each window's beat activity is computed once
+
+    def window(row: int, column: int) -> np.ndarray:
+        if (row, column) not in activity:
+            activity[row, column] = _activity(values(rows[row], column * width, (column + 1) * width, n))
+        return activity[row, column]
+
     same, successive = [], []
     for row, column in later:
-        panel = _activity(values(rows[row], column * width, (column + 1) * width, n))
-        references = [values(rows[r], 0.0, width, n) for r in strip_rows] or [values(rows[row], 0.0, width, n)]
-        same += [_correlation(panel, _activity(ref)) for ref in references]
-        successive += [_correlation(panel, _activity(values(rows[r], column * width, (column + 1) * width, n)))
-                       for r in strip_rows]
+        panel = window(row, column)
+        same += [_correlation(panel, window(r, 0)) for r in strip_rows or [row]]
+        successive += [_correlation(panel, window(r, column)) for r in strip_rows]
     if not strip_rows:
         return float(np.mean(same)) > SIMULTANEOUS_AGREEMENT
     return float(np.mean(same)) > float(np.mean(successive))
