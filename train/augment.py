@@ -10,6 +10,7 @@ applies.
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -33,13 +34,22 @@ def _finish(mean, std) -> list:
     return [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
 
 
-def ssl_strong(size: int, mean, std) -> v2.Compose:
-    """Heavy colour jitter, RandomResizedCrop down to 10 % of the image, Gaussian blur."""
+def _strong_colour(colour: float = 0.8, blur: float = 2.0) -> list:
+    """Colour jitter (brightness, contrast, saturation `colour`, hue `colour`/4; the paper's is 0.8) with p 0.8,
+    greyscale with p 0.2, and Gaussian blur of sigma up to `blur` pixels with p 0.5 (0 = none)."""
+    steps = [v2.RandomApply([v2.ColorJitter(colour, colour, colour, colour / 4)], p=0.8)] if colour > 0 else []
+    steps.append(v2.RandomGrayscale(p=0.2))
+    if blur > 0:
+        steps.append(v2.RandomApply([RandomGaussianBlur((min(0.1, blur), blur))], p=0.5))
+    return steps
+
+
+def ssl_strong(size: int, mean, std, min_scale: float = 0.1, colour: float = 0.8, blur: float = 2.0) -> v2.Compose:
+    """Colour jitter (paper: 0.8), RandomResizedCrop down to `min_scale` of the image (paper: 10 %), Gaussian blur
+    of sigma up to `blur` pixels (paper: 2)."""
     return v2.Compose([
-        v2.RandomResizedCrop(size, scale=(0.1, 1.0), antialias=True),
-        v2.RandomApply([v2.ColorJitter(0.8, 0.8, 0.8, 0.2)], p=0.8),
-        v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([RandomGaussianBlur((0.1, 2.0))], p=0.5),
+        v2.RandomResizedCrop(size, scale=(min_scale, 1.0), antialias=True),
+        *_strong_colour(colour, blur),
         *_finish(mean, std),
     ])
 
@@ -52,6 +62,72 @@ def ssl_moderate(size: int, mean, std) -> v2.Compose:
         v2.RandomRotation(5, fill=WHITE),
         *_finish(mean, std),
     ])
+
+
+class PairedCrop:
+    """Two views of one region of the page, so that they always show the same leads.
+
+    A region of `scale` of the page's area (aspect ratio 3/4..4/3) is drawn; each view is that region
+    moved by up to `jitter` of its width/height and rescaled by up to 1 +- `jitter`, clipped to the
+    page, then resized to `size`. Independent RandomResizedCrops of a printout whose every lead sits
+    on the same grid often share no lead at all (see `ssl_views`).
+    """
+
+    def __init__(self, size: int, scale: tuple[float, float] = (0.25, 1.0), jitter: float = 0.1):
+        self.size, self.scale, self.jitter = size, scale, jitter
+
+    def region(self, width: int, height: int) -> tuple[float, float, float, float]:
+        area = random.uniform(*self.scale) * width * height
+        ratio = math.exp(random.uniform(math.log(3 / 4), math.log(4 / 3)))
+        w, h = min(width, math.sqrt(area * ratio)), min(height, math.sqrt(area / ratio))
+        return random.uniform(0, width - w), random.uniform(0, height - h), w, h
+
+    def view(self, image: Image.Image, box: tuple[float, float, float, float]) -> Image.Image:
+        x, y, w, h = box
+        j = self.jitter
+        w2, h2 = w * random.uniform(1 - j, 1 + j), h * random.uniform(1 - j, 1 + j)
+        cx, cy = x + w / 2 + random.uniform(-j, j) * w, y + h / 2 + random.uniform(-j, j) * h
+        left, top = max(0.0, cx - w2 / 2), max(0.0, cy - h2 / 2)
+        right, bottom = min(float(image.width), cx + w2 / 2), min(float(image.height), cy + h2 / 2)
+        return image.resize((self.size, self.size), Image.BILINEAR, box=(left, top, right, bottom))
+
+    def __call__(self, image: Image.Image) -> tuple[Image.Image, Image.Image]:
+        box = self.region(image.width, image.height)
+        return self.view(image, box), self.view(image, box)
+
+
+class TwoViews:
+    """image -> (view 0, view 1): a shared `PairedCrop`, then each view's own photometric pipeline."""
+
+    def __init__(self, crop: PairedCrop, first: v2.Compose, second: v2.Compose):
+        self.crop, self.first, self.second = crop, first, second
+
+    def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        a, b = self.crop(image)
+        return self.first(a), self.second(b)
+
+
+SSL_VIEWS = ("paper", "paired")
+
+
+def ssl_views(kind: str, size: int, mean, std, min_scale: float = 0.1, jitter: float = 0.1, colour: float = 0.8,
+              blur: float = 2.0):
+    """The SimCLR view pair: a tuple of two independent pipelines, or one callable returning both views.
+
+    "paper": the paper's strong view (RandomResizedCrop down to `min_scale` of the page, heavy colour
+    jitter, greyscale, blur) and moderate view (crop >= 50 %, mild jitter, 5 deg rotation), drawn
+    independently. "paired": both views crop one shared region of `min_scale`..100 % of the page
+    (`PairedCrop`, each view shifted/rescaled by `jitter`); view 0 then gets the strong colour pipeline,
+    view 1 the moderate one (mild jitter, 5 deg rotation).
+    """
+    if kind == "paper":
+        return ssl_strong(size, mean, std, min_scale, colour, blur), ssl_moderate(size, mean, std)
+    if kind == "paired":
+        strong = v2.Compose([*_strong_colour(colour, blur), *_finish(mean, std)])
+        moderate = v2.Compose([v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.5),
+                               v2.RandomRotation(5, fill=WHITE), *_finish(mean, std)])
+        return TwoViews(PairedCrop(size, (min_scale, 1.0), jitter), strong, moderate)
+    raise ValueError(f"ssl views must be one of {', '.join(SSL_VIEWS)}, not {kind!r}")
 
 
 def finetune_train(size: int, mean, std, domain: bool = True) -> v2.Compose:

@@ -50,6 +50,12 @@ class TrainConfig:
     cosine_weight: float = 0.1
     cosine_over: str = "positives"
     triplet_margin: float = 0.0  # 0 = no triplet loss; the paper's optional value is 0.1
+    ssl_views: str = "paper"  # augment.SSL_VIEWS: "paper" (independent strong/moderate crops) or "paired"
+    ssl_min_scale: float = 0.1  # smallest crop, as a share of the page's area (paper: 0.1)
+    ssl_jitter: float = 0.1  # "paired" views: shift/rescale of each view within the shared region
+    ssl_colour: float = 0.8  # strong view's colour jitter strength (paper: 0.8)
+    ssl_blur: float = 2.0  # strong view's largest Gaussian blur sigma in pixels (paper: 2; 0 = none)
+    ssl_head_bn: bool = False  # BatchNorm1d after the projection head's hidden layer during SSL
     # fine-tuning
     epochs: int = 100
     batch: int = 8

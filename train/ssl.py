@@ -12,7 +12,7 @@ from torch import nn
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 
 from . import distributed
-from .augment import ssl_moderate, ssl_strong
+from .augment import ssl_views
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .loops import CropDataset, autocast, seed_everything
@@ -21,19 +21,30 @@ from .model import SimCardioNet
 
 
 class TwoViewProjection(nn.Module):
-    """Both views' embeddings in one forward call: DDP hooks into forward(), once per step."""
+    """Both views' embeddings in one forward call: DDP hooks into forward(), once per step.
 
-    def __init__(self, model: SimCardioNet):
+    `head_bn`: a BatchNorm1d after the projection head's hidden layer (SimCLR's own head has one),
+    held here so the model's state dict (and fine-tuning's loading of it) stays the same.
+    """
+
+    def __init__(self, model: SimCardioNet, head_bn: bool = False):
         super().__init__()
         self.model = model
+        self.head_bn = nn.BatchNorm1d(model.projection_head[0].out_features) if head_bn else None
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        if self.head_bn is None:
+            return self.model.project(x)
+        first, relu, last = self.model.projection_head
+        return nn.functional.normalize(last(relu(self.head_bn(first(self.model.features(x))))), dim=1)
 
     def forward(self, x0: torch.Tensor, x1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.model.project(x0), self.model.project(x1)
+        return self.project(x0), self.project(x1)
 
 
-def ssl_optimizer(model: SimCardioNet, cfg: TrainConfig) -> torch.optim.AdamW:
-    """Backbone (everything but the heads) and projection head get their own lr and weight decay."""
-    head = list(model.projection_head.parameters())
+def ssl_optimizer(model: SimCardioNet, cfg: TrainConfig, extra_head: nn.Module | None = None) -> torch.optim.AdamW:
+    """Backbone (everything but the heads) and projection head (+ `extra_head`) get their own lr and weight decay."""
+    head = list(model.projection_head.parameters()) + (list(extra_head.parameters()) if extra_head else [])
     head_ids = {id(p) for p in head} | {id(p) for p in model.classifier.parameters()}
     backbone = [p for p in model.parameters() if id(p) not in head_ids]
     return torch.optim.AdamW([
@@ -55,22 +66,25 @@ def embedding_spread(z: torch.Tensor) -> float:
 def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: torch.device,
              checkpoint: Path, log, progress) -> tuple[list[dict], float]:
     """Run (or resume) SSL; returns the per-epoch history and the SSL time in seconds."""
-    optimizer = ssl_optimizer(model, cfg)
+    two_views = TwoViewProjection(model, cfg.ssl_head_bn)
+    optimizer = ssl_optimizer(model, cfg, two_views.head_bn)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.ssl_tmax, eta_min=cfg.ssl_eta_min)
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
     history, elapsed, start_epoch = [], 0.0, 1
     state = distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
     if state is not None:
         model.load_state_dict(state["state_dict"])
+        if two_views.head_bn is not None:
+            two_views.head_bn.load_state_dict(state["head_bn"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         history, elapsed, start_epoch = state["history"], state["elapsed"], state["epoch"] + 1
         log(f"resuming SSL after epoch {state['epoch']}")
-    views = (ssl_strong(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD),
-             ssl_moderate(cfg.input_size, IMAGENET_MEAN, IMAGENET_STD))
-    dataset = CropDataset(images, np.zeros(len(images)), views, views=2)
+    views = ssl_views(cfg.ssl_views, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, cfg.ssl_min_scale, cfg.ssl_jitter,
+                      cfg.ssl_colour, cfg.ssl_blur)
+    dataset = CropDataset(images, np.zeros(len(images)), views, views=2 if isinstance(views, tuple) else 1)
     triplet = cfg.triplet_margin or None
-    views_net = distributed.wrap(TwoViewProjection(model), device)
+    views_net = distributed.wrap(two_views.to(device), device)
     for epoch in range(start_epoch, cfg.ssl_epochs + 1):
         seed_everything(distributed.seed_for_rank(cfg.seed * 1000 + epoch))
         loader = distributed.loader(dataset, cfg.ssl_batch, cfg.workers, cfg.seed, epoch)
@@ -91,7 +105,7 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
             spreads.append(embedding_spread(z0.detach()))
             progress.advance(task)
         progress.remove_task(task)
-        distributed.sync_buffers(model)
+        distributed.sync_buffers(two_views)
         scheduler.step()
         seconds = time.perf_counter() - tick
         elapsed += seconds
@@ -107,6 +121,7 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
         if distributed.is_main():
             save_checkpoint(checkpoint, {"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                                          "scheduler": scheduler.state_dict(), "epoch": epoch,
-                                         "history": history, "elapsed": elapsed})
+                                         "history": history, "elapsed": elapsed,
+                                         **({"head_bn": two_views.head_bn.state_dict()} if cfg.ssl_head_bn else {})})
     return history, elapsed
 
