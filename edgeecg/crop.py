@@ -136,6 +136,16 @@ def _faint_line_mask(green: np.ndarray, min_depth: float = FAINT_DEPTH) -> np.nd
     return cv2.bitwise_and(cv2.bitwise_and(faint, on_paper), cv2.bitwise_not(ink))
 
 
+def nonzero_xy(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(xs, ys) int32 of a 2-D mask's nonzero pixels, row by row as np.nonzero lists them: OpenCV's
+    findNonZero is ~4x faster on a page. Any single-channel OpenCV type; bool is read as uint8."""
+    points = cv2.findNonZero(mask.view(np.uint8) if mask.dtype == bool else mask)
+    if points is None:
+        return np.zeros(0, np.int32), np.zeros(0, np.int32)
+    points = points.reshape(-1, 2)
+    return points[:, 0], points[:, 1]
+
+
 def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     """Pixels of the mask's long strokes (the grid box's outline and grid lines).
 
@@ -151,7 +161,8 @@ def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     long[0] = False  # background
     if not long.any():
         return None
-    ys, xs = np.nonzero(long[labels] & (mask > 0))
+    # pixels of a long stroke that are ink: the per-component flag read straight into 8 bits (np.take)
+    xs, ys = nonzero_xy(cv2.bitwise_and(np.take(long.view(np.uint8), labels), cv2.compare(mask, 0, cv2.CMP_GT)))
     return np.column_stack([xs, ys]).astype(np.int32)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .crop import SIDE_BAND, NoGridFound, _coarse_quad, _refine_quad, find_trace_quad, order_clockwise
+from .crop import SIDE_BAND, NoGridFound, _coarse_quad, _refine_quad, find_trace_quad, nonzero_xy, order_clockwise
 
 READ_KERNEL_PX = 11  # the paper-level neighbourhood while the scale is not yet known (2.5 mm at 4.4 px/mm)
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
@@ -288,7 +288,7 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
         raise NoGridFound()
     region = (labels == largest).astype(np.uint8)
     framed = cv2.copyMakeBorder(region, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # the frame's edge counts as edge
-    edge_ys, edge_xs = np.nonzero(framed - cv2.erode(framed, np.ones((3, 3), np.uint8)))
+    edge_xs, edge_ys = nonzero_xy(framed - cv2.erode(framed, np.ones((3, 3), np.uint8)))
     edge = np.column_stack([edge_xs - 1, edge_ys - 1]).clip(0, [region.shape[1] - 1, region.shape[0] - 1])
     quad = _coarse_quad(edge.astype(np.int32))  # the hull of a region is the hull of its edge
     if quad is None:

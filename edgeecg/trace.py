@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .crop import nonzero_xy
+
 MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
 MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of the width ...
 MIN_SPAN_COVER = 0.6  # ... and of its own span
@@ -90,7 +92,7 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
     bridged = cv2.morphologyEx(trace, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
     base = np.asarray(baselines)
-    ys, xs = np.nonzero(trace)
+    xs, ys = nonzero_xy(trace)
     comp = labels[ys, xs]
     # (component, row): how many distinct columns have ink within the row's baseline band
     pitch = float(np.min(np.diff(base))) if len(base) > 1 else np.inf
@@ -123,7 +125,7 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
 
 def trace_rows(rows: np.ndarray, weight: np.ndarray, baselines: list[float]) -> list[TraceRow]:
     """Curve of each row from its ink (`rows` from `assign_rows`; `weight`: ink darkness, for sub-pixel centres)."""
-    ys, xs = np.nonzero(rows)
+    xs, ys = nonzero_xy(rows)
     labels = rows[ys, xs]
     traced = []
     for row, baseline_y in enumerate(baselines):
