@@ -104,21 +104,22 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
         keys = np.unique(comp[hit].astype(np.int64) * trace.shape[1] + xs[hit])
         touches[:, r] = np.bincount(keys // trace.shape[1], minlength=count)
     runs_along = touches >= ALONG_MM * px_per_mm
-    n_rows = runs_along.sum(axis=1)
+    rows_along = runs_along.sum(axis=1)[comp]  # per ink pixel: how many rows its stroke runs along ...
+    touching = touches.max(axis=1)[comp]  # ... and its stroke's most columns near any one baseline
     out = np.zeros(trace.shape, np.int32)
     # one row along: the whole stroke; several: split at mid-way between their baselines
-    single = n_rows[comp] == 1
+    single = rows_along == 1
     out[ys[single], xs[single]] = np.argmax(runs_along[comp[single]], axis=1) + 1
-    multi = n_rows[comp] > 1
+    multi = rows_along > 1
     if multi.any():
         distance = np.abs(ys[multi, None] - base[None, :]) + np.where(runs_along[comp[multi]], 0.0, np.inf)
         out[ys[multi], xs[multi]] = np.argmin(distance, axis=1) + 1
     # a short piece of trace near a baseline belongs to that row
-    brushing = (n_rows[comp] == 0) & (touches[comp].max(axis=1) > 0)
+    brushing = (rows_along == 0) & (touching > 0)
     out[ys[brushing], xs[brushing]] = np.argmax(touches[comp[brushing]], axis=1) + 1
     # off every baseline: a tall stroke (a QRS broken off) goes to the nearest row; labels and ticks are dropped
     tall = stats[:, cv2.CC_STAT_HEIGHT] >= TEXT_HEIGHT_MM * px_per_mm
-    orphan = (touches[comp].max(axis=1) == 0) & tall[comp]
+    orphan = (touching == 0) & tall[comp]
     out[ys[orphan], xs[orphan]] = np.argmin(np.abs(ys[orphan, None] - base[None, :]), axis=1) + 1
     return out
 
