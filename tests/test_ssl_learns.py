@@ -65,7 +65,8 @@ def view_features(model, pages: np.ndarray, cfg, rounds: int, seed: int) -> tupl
     x, y = [], []
     for _ in range(rounds):
         for i, page in enumerate(pages):
-            x.extend(views(Image.fromarray(page)))
+            image = Image.fromarray(page)
+            x.extend(views(image) if callable(views) else (views[0](image), views[1](image)))
             y.extend([i, i])
     model.eval()
     return model.features(torch.stack(x)).numpy(), np.array(y)

@@ -1,4 +1,12 @@
-"""SimCLR pretraining: two augmentation pipelines, hybrid loss, AdamW with split lrs, cosine annealing."""
+"""SimCLR pretraining: two augmentation pipelines, hybrid loss, AdamW with split lrs, cosine annealing.
+
+Every knob is a TrainConfig field (and an `edgeecg train` flag). The TrainConfig defaults (the `paper`
+preset) are the paper's: independent strong/moderate views (`--ssl-views paper --ssl-min-scale 0.1
+--ssl-colour 0.8 --ssl-blur 2`), tau 0.1, lrs 3e-4/1e-3 with cosine annealing over 50 epochs. From
+random init on near-identical printouts that recipe collapses (issue 18, benchmarks/ssl_diagnose.py);
+the `edge` preset's SSL values (whole-page paired views, no colour jitter or blur, tau 0.5, flat lr
+1e-3) are the ones that started to learn there.
+"""
 
 from __future__ import annotations
 
