@@ -15,7 +15,6 @@ named knobs of `TrainConfig` (every one is also an `edgeecg train` flag).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import platform
@@ -31,15 +30,18 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgeecg.machine import cpu_model  # noqa: E402
-from edgeecg.train.config import preset_config  # noqa: E402
+from edgeecg.train.config import TrainConfig, preset_config  # noqa: E402
 from edgeecg.train.data import group_kfold, load_crops, load_table, one_per_group  # noqa: E402
 from edgeecg.train.loops import seed_everything  # noqa: E402
 from edgeecg.train.modality import image_contract, model_config  # noqa: E402
 from edgeecg.train.model import build_model  # noqa: E402
 from edgeecg.train.ssl import pretrain  # noqa: E402
-from edgeecg.train.ssl_probe import embed, recalibrate_batchnorm, spread_of, split_probe  # noqa: E402
+from edgeecg.train.ssl_probe import NoProgress, embed, recalibrate_batchnorm, spread_of, split_probe  # noqa: E402
 
-# name -> TrainConfig overrides on top of the base (the `edge` trunk with the paper's SSL recipe)
+# name -> TrainConfig overrides on top of the base: the paper's SSL recipe (TrainConfig defaults) on --trunk
+PAPER_SSL_FIELDS = ("ssl_batch", "ssl_lr_backbone", "ssl_wd_backbone", "ssl_lr_head", "ssl_wd_head", "ssl_eta_min",
+                    "ssl_temperature", "cosine_weight", "cosine_over", "triplet_margin", "ssl_views", "ssl_min_scale",
+                    "ssl_jitter", "ssl_colour", "ssl_blur", "ssl_head_bn")
 VARIANTS: dict[str, dict] = {
     "paper": {},
     # (a) views
@@ -64,17 +66,6 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-class _Quiet:
-    def add_task(self, *a, **k):
-        return 0
-
-    def advance(self, *a, **k):
-        pass
-
-    def remove_task(self, *a, **k):
-        pass
-
-
 def mendeley_crops(data: Path, size: int, n: int, seed: int):
     """Distinct scans (one per duplicate group, calib_data's groups held out), resized crops and labels."""
     table = load_table(data, [REPO / "calib_data" / "manifest.csv"], workers=2)
@@ -92,8 +83,9 @@ def mendeley_crops(data: Path, size: int, n: int, seed: int):
 
 
 def run_variant(name: str, overrides: dict, table, crops: np.ndarray, args, out: Path) -> dict:
+    paper_ssl = {f: getattr(TrainConfig(), f) for f in PAPER_SSL_FIELDS}  # the edge preset has its own
     cfg = preset_config("edge", trunk=args.trunk, ssl=True, input_size=crops.shape[1], ssl_epochs=args.epochs,
-                        seed=args.seed, pretrained=False, **{"ssl_tmax": args.epochs, **overrides})
+                        seed=args.seed, pretrained=False, **{**paper_ssl, "ssl_tmax": args.epochs, **overrides})
     seed_everything(cfg.seed)
     model = build_model(model_config(cfg, len(table.classes)))
     device = torch.device("cpu")
@@ -105,7 +97,7 @@ def run_variant(name: str, overrides: dict, table, crops: np.ndarray, args, out:
     checkpoint = out / f"{name}.pt"
     checkpoint.unlink(missing_ok=True)
     tick = time.perf_counter()
-    history, _ = pretrain(model, crops, cfg, device, checkpoint, logs.append, _Quiet())
+    history, _ = pretrain(model, crops, cfg, device, checkpoint, logs.append, NoProgress())
     seconds = time.perf_counter() - tick
     checkpoint.unlink(missing_ok=True)
     recalibrate_batchnorm(model, crops, device)

@@ -30,20 +30,9 @@ from edgeecg.train.config import preset_config
 from edgeecg.train.modality import model_config
 from edgeecg.train.model import build_model
 from edgeecg.train.ssl import pretrain
-from edgeecg.train.ssl_probe import embed, probe_accuracy, recalibrate_batchnorm, spread_of
+from edgeecg.train.ssl_probe import NoProgress, embed, probe_accuracy, recalibrate_batchnorm, spread_of
 
 PAGES, SIZE = 32, 64
-
-
-class _NoProgress:
-    def add_task(self, *args, **kwargs):
-        return 0
-
-    def advance(self, *args, **kwargs):
-        pass
-
-    def remove_task(self, *args, **kwargs):
-        pass
 
 
 def rendered_pages() -> np.ndarray:
@@ -103,7 +92,7 @@ def run_and_check(tmp_path):
     model.load_state_dict(start)
 
     history, _ = pretrain(model, pages, cfg, torch.device("cpu"), tmp_path / "ssl.pt", lambda line: None,
-                          _NoProgress())
+                          NoProgress())
     spread_ssl, probe_ssl = diagnostics(model, pages, cfg)
 
     collapsed = np.log(2 * cfg.ssl_batch - 1)

@@ -20,6 +20,19 @@ from .model import SimCardioNet
 from .ssl import embedding_spread
 
 
+class NoProgress:
+    """A progress display that shows nothing, for `ssl.pretrain` outside a training run."""
+
+    def add_task(self, *args, **kwargs) -> int:
+        return 0
+
+    def advance(self, *args, **kwargs) -> None:
+        pass
+
+    def remove_task(self, *args, **kwargs) -> None:
+        pass
+
+
 @torch.no_grad()
 def embed(model: SimCardioNet, images: np.ndarray, device: torch.device,
           batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
