@@ -110,7 +110,8 @@ def variant_config(base: TrainConfig, name: str, out: Path) -> TrainConfig:
 
 MACHINERY_FIELDS = ("out", "workers", "device")  # where and how fast a run trains, not what it trains
 SSL_ONLY_FIELDS = ("ssl_epochs", "ssl_batch", "ssl_lr_backbone", "ssl_wd_backbone", "ssl_lr_head", "ssl_wd_head",
-                   "ssl_tmax", "ssl_eta_min", "ssl_temperature", "cosine_weight", "cosine_over", "triplet_margin")
+                   "ssl_tmax", "ssl_eta_min", "ssl_temperature", "cosine_weight", "cosine_over", "triplet_margin",
+                   "ssl_views", "ssl_min_scale", "ssl_jitter", "ssl_colour", "ssl_blur", "ssl_head_bn")
 
 
 def training_settings(cfg: TrainConfig) -> dict:

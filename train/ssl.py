@@ -21,9 +21,9 @@ from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 
 from . import distributed
 from .augment import ssl_views
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import TrainConfig
-from .loops import CropDataset, autocast, seed_everything
+from .loops import CropDataset, MixedPrecisionStep, autocast, saved_state, seed_everything
 from .losses import hybrid_loss
 from .model import SimCardioNet
 
@@ -77,9 +77,9 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
     two_views = TwoViewProjection(model, cfg.ssl_head_bn)
     optimizer = ssl_optimizer(model, cfg, two_views.head_bn)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.ssl_tmax, eta_min=cfg.ssl_eta_min)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    step = MixedPrecisionStep(optimizer, device)
     history, elapsed, start_epoch = [], 0.0, 1
-    state = distributed.from_main(lambda: load_checkpoint(checkpoint) if checkpoint.is_file() else None)
+    state = saved_state(checkpoint)
     if state is not None:
         model.load_state_dict(state["state_dict"])
         if two_views.head_bn is not None:
@@ -105,10 +105,7 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
                 z0, z1 = views_net(x0, x1)
             z0, z1 = distributed.gather_with_grad(z0.float()), distributed.gather_with_grad(z1.float())
             loss = hybrid_loss(z0, z1, cfg.ssl_temperature, cfg.cosine_weight, cfg.cosine_over, triplet)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            step(loss)
             losses.append(loss.item())
             spreads.append(embedding_spread(z0.detach()))
             progress.advance(task)
