@@ -4,8 +4,8 @@ Q/DQ, per-channel s8 weights, u8 activations), timed at batch 1 in FP32 and INT8
 
 Image trunks carry the `edge` preset's head (conv blocks 256/128/128, 4 attention heads). The networks have random weights: speed does not depend on them, accuracy does, so accuracy comes from the
 README's trained runs, not from here. Calibration inputs are real: the `calib_data/` scans through the
-runtime's own preprocessing (image) or its digitizer (signal). FP32 and INT8 calls alternate, so a load
-change on a shared machine hits both alike.
+runtime's own preprocessing (image) or its digitizer (signal). FP32 and INT8 are timed in alternating
+blocks, so a load change on a shared machine hits both alike.
 
     python benchmarks/int8_trunks.py [--runs 100] [--threads 2] [--only resnet18,signal-64]
 """
@@ -41,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 CALIB = REPO / "calib_data"
 SIGNAL_WIDTHS = (32, 64, 128)
 CALIB_INPUTS = 16
+ROUNDS = 4  # alternating FP32/INT8 blocks, so a load change on a shared machine hits both alike
 
 
 def candidates() -> dict[str, tuple[torch.nn.Module, tuple[int, ...]]]:
@@ -64,17 +65,18 @@ def calibration_inputs() -> dict[int, np.ndarray]:
     return {3: images.astype(np.float32), spec.channels: batch_input(signals, spec)}
 
 
-def timed_pair(fp32, int8, x: np.ndarray, runs: int) -> tuple[float, float]:
-    """p50 ms of each session at batch 1, calls alternating."""
+def timed_pair(fp32, int8, x: np.ndarray, runs: int, rounds: int = ROUNDS) -> tuple[float, float]:
+    """p50 ms of each session at batch 1, timed in alternating blocks (call by call, one session's spinning
+    worker threads would slow the other's)."""
     feed = {fp32.get_inputs()[0].name: x}
-    for session in (fp32, int8):
-        session.run(None, feed)
     times: dict[int, list[float]] = {0: [], 1: []}
-    for _ in range(runs):
+    for _ in range(rounds):
         for k, session in enumerate((fp32, int8)):
-            start = time.perf_counter()
-            session.run(None, feed)
-            times[k].append((time.perf_counter() - start) * 1e3)
+            session.run(None, feed)  # warm-up after the switch
+            for _ in range(runs // rounds):
+                start = time.perf_counter()
+                session.run(None, feed)
+                times[k].append((time.perf_counter() - start) * 1e3)
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
@@ -95,7 +97,7 @@ def main() -> None:
     options.intra_op_num_threads = args.threads
     options.log_severity_level = 3
     print(f"machine: {cpu_model()}; ONNX Runtime {ort.__version__}, {args.threads} thread(s); batch 1, p50 of "
-          f"{args.runs} alternating calls; random weights, calibrated on {CALIB_INPUTS} calib_data inputs")
+          f"{args.runs} calls in {ROUNDS} alternating blocks; random weights, calibrated on {CALIB_INPUTS} calib_data inputs")
     print("| candidate | parameters (M) | FP32 ms | INT8 ms | INT8 speed-up | FP32 MB | INT8 MB |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
