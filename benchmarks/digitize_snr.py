@@ -13,6 +13,7 @@ Challenge 2024) and Pearson r over all leads, and the median page-reading +
 digitization time on this machine (one process; the machine is stated).
 
     python benchmarks/digitize_snr.py --pages 5 [--ptbxl ../shared/data/ptbxl-subset] [--ludb ../shared/data/ludb-printouts]
+                                      [--px-per-mm 12]
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +62,7 @@ def _signals(pages: int, ptbxl: Path | None) -> list[tuple[np.ndarray, float]]:
              float(r.fs)) for r in records]
 
 
-def _render_rows(pages: int, ptbxl: Path | None) -> list[tuple]:
+def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None) -> list[tuple]:
     rows = []
     signals = _signals(pages, ptbxl)
     for name in LAYOUTS:
@@ -68,6 +70,8 @@ def _render_rows(pages: int, ptbxl: Path | None) -> list[tuple]:
             found, snrs, rs, ms = 0, [], [], []
             for seed, (signal, rate) in enumerate(signals):
                 options = random_options(seed, photo=condition == "photo", layout=name)
+                if px_per_mm:  # a phone photo of a page is ~3x the shared scans' resolution
+                    options = replace(options, px_per_mm=px_per_mm)
                 page = render_printout(np.nan_to_num(signal), rate, options, seed=seed)
                 start = time.perf_counter()
                 try:
@@ -116,12 +120,15 @@ def main() -> None:
     parser.add_argument("--ptbxl", type=Path, help="PTB-XL folder: render its fold-9 records instead of synthetic ECGs")
     parser.add_argument("--ludb", type=Path, help="folder of the LUDB printouts (manifest.csv, images/, records/)")
     parser.add_argument("--ludb-limit", type=int, default=100)
+    parser.add_argument("--px-per-mm", type=float, help="render at this resolution (default: the shared scans' 3.95)")
     args = parser.parse_args()
-    rows = _render_rows(args.pages, args.ptbxl)
+    rows = _render_rows(args.pages, args.ptbxl, args.px_per_mm)
     if args.ludb:
         rows.append(_ludb_row(args.ludb, args.ludb_limit))
     source = f"PTB-XL fold 9 ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
-    print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, random styles")
+    resolution = f"{args.px_per_mm:g} px/mm" if args.px_per_mm else "default resolution"
+    print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, random styles, "
+          f"{resolution}")
     print("| layout | pages | layout read | median SNR dB | median r | median ms |")
     print("|---|---|---|---|---|---|")
     for name, condition, found, snr, r, ms in rows:

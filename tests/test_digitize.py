@@ -68,6 +68,25 @@ def test_scale_is_measured_from_the_grid():
         assert result.px_per_mm == pytest.approx((ppm, ppm), rel=0.01)
 
 
+def test_a_photo_sized_page_is_read_from_a_smaller_copy_and_located_in_its_own_pixels():
+    """A 12 px/mm page (3360 px across, a phone photo's size) is read at MAX_READ_SIDE: the scale is the copy's,
+    the region's corners are in the input's pixels, and the signals keep the page's quality."""
+    from edgeecg.page import MAX_READ_SIDE, read_page
+
+    signal = synthetic_ecg(3, FS)
+    page = render_printout(signal, FS, RenderOptions(px_per_mm=12.0), seed=3)
+    assert max(page.image.shape[:2]) > MAX_READ_SIDE
+    geometry = read_page(page.image)
+    shrink = MAX_READ_SIDE / max(page.image.shape[:2])
+    assert geometry.px_per_mm == pytest.approx((12.0 * shrink, 12.0 * shrink), rel=0.02)
+    # the printed box or the ruled area around it (3 mm wider on this page): either is within 4 mm of the box
+    assert np.abs(geometry.quad - page.grid_quad).max() < 4.0 * 12.0
+    result = digitize(page.image, rate=FS)
+    truth = signal - page.baseline_mv
+    scores = [score_lead(truth[:, i], result.signal[:, i], FS) for i in range(len(LEADS))]
+    assert result.layout == "3x4+1" and np.median([s.snr_db for s in scores if s is not None]) > 10.0
+
+
 @pytest.mark.parametrize("strip", ["II", "III", "V1", "V5"])
 def test_rhythm_strip_lead_is_read_not_assumed(strip):
     result, _ = _round_trip(RenderOptions(layout="3x4+1", rhythm_leads=(strip,)), seed=5)
