@@ -92,11 +92,8 @@ class SignalModel(Backend):
             raise EdgeECGError(f"{self.path}: graph input {graph_input.shape} does not match its contract "
                                f"(N x {self.spec.channels} x {self.spec.length})")
         self.precision = self.contract.precision
-        self.ood = self.contract.extra.get("ood")  # the out-of-distribution score's record, when exported with one
-        outputs = [o.name for o in self.session.get_outputs()]
-        if self.ood is not None and self.ood.get("output") not in outputs[1:]:
-            raise EdgeECGError(f"{self.path}: its contract names an out-of-distribution output "
-                               f"{self.ood.get('output')!r} that the graph lacks (outputs: {', '.join(outputs)})")
+        self.ood = _ood_record(self.contract.extra.get("ood"), [o.name for o in self.session.get_outputs()],
+                               str(self.path))
         trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
         self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
 
@@ -118,6 +115,21 @@ class SignalModel(Backend):
     def probabilities(self, signals: np.ndarray) -> np.ndarray:
         """(N, length, 12) mV -> calibrated class probabilities, as the contract's task and temperature say."""
         return probabilities(self.logits(signals), self.contract)
+
+
+def _ood_record(record, outputs: list[str], source: str) -> dict | None:
+    """The contract's out-of-distribution record, checked (model metadata is input from anywhere): a graph
+    output beside the logits and a finite positive threshold; None when the model has no such score."""
+    if record is None:
+        return None
+    threshold = record.get("threshold") if isinstance(record, dict) else None
+    if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not np.isfinite(threshold) \
+            or threshold <= 0:
+        raise EdgeECGError(f"{source}: its out-of-distribution record needs a finite positive threshold")
+    if record.get("output") not in outputs[1:]:
+        raise EdgeECGError(f"{source}: its contract names an out-of-distribution output {record.get('output')!r} "
+                           f"that the graph lacks (outputs: {', '.join(outputs)})")
+    return record
 
 
 def page_input(page: Digitized, spec: SignalSpec) -> np.ndarray:

@@ -72,3 +72,21 @@ def test_a_page_unlike_the_training_pages_is_flagged_and_refused_with_abstain(mo
     assert code == 0 and "unlike the training pages: distance" in out, err
     code, out, err = run_cli(monkeypatch, capsys, "infer", "--model", strict, "--abstain", SCAN)
     assert code == 1 and "refused: unlike the pages this model was trained on" in out
+
+
+@pytest.mark.parametrize("record, message", [
+    (5, "finite positive threshold"),
+    ({"output": "feature_distance", "threshold": "47"}, "finite positive threshold"),
+    ({"output": "feature_distance", "threshold": -1.0}, "finite positive threshold"),
+    ({"output": "logits", "threshold": 47.0}, "that the graph lacks"),
+])
+def test_a_malformed_out_of_distribution_record_is_one_clear_error(tmp_path, record, message):
+    model = onnx.load(str(resolve_model("signal")))
+    entry = next(p for p in model.metadata_props if p.key == "edgeecg")
+    contract = json.loads(entry.value)
+    contract["extra"]["ood"] = record
+    entry.value = json.dumps(contract)
+    path = tmp_path / "bad.onnx"
+    onnx.save(model, str(path))
+    with pytest.raises(EdgeECGError, match=message):
+        SignalModel(path)
