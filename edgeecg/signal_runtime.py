@@ -92,6 +92,7 @@ class SignalModel(Backend):
             raise EdgeECGError(f"{self.path}: graph input {graph_input.shape} does not match its contract "
                                f"(N x {self.spec.channels} x {self.spec.length})")
         self.precision = self.contract.precision
+        self._logits_output = [self.session.get_outputs()[0].name]  # `run` asks for the logits only
         self.ood = _ood_record(self.contract.extra.get("ood"), [o.name for o in self.session.get_outputs()],
                                str(self.path))
         trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
@@ -99,12 +100,12 @@ class SignalModel(Backend):
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 24, length) model input (`page_input`) -> (N, classes) logits: the backend call the bench times."""
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        return self.session.run(self._logits_output, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
 
     def run_with_distance(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """(logits, each input's feature distance from the training pages), in one call; the distance is None
         for a model exported without an out-of-distribution score."""
-        names = [self.session.get_outputs()[0].name] + ([self.ood["output"]] if self.ood else [])
+        names = self._logits_output + ([self.ood["output"]] if self.ood else [])
         outputs = self.session.run(names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
         return outputs[0], (outputs[1] if self.ood else None)
 
