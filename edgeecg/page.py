@@ -48,6 +48,7 @@ SUBHARMONIC_SHARE = 0.15  # a sub-harmonic this strong (of the strongest peak's 
 SHARPNESS_SIDE = 640  # pixels: the copy on which the two candidate regions are compared ...
 SHARPNESS_KERNEL = 5  # px: the paper-level neighbourhood on that copy
 OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
+MAX_SHEET_SHARE = 0.95  # a sheet of paper outlined against its surroundings covers less of the frame than this
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
 
 
@@ -200,7 +201,22 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
 
 
 def _read_page(image_bgr: np.ndarray, row_span_s: float, speed_mm_per_s: float) -> PageGeometry:
-    quad, outline = _grid_quad(image_bgr)
+    try:
+        quad, outline = _grid_quad(image_bgr)
+        return _measure(image_bgr, quad, outline, row_span_s, speed_mm_per_s)
+    except NoGridFound:
+        # a faint grid on a photographed page can escape both the box and the ruled-area finders (blur and JPEG
+        # leave its lines too thin at their working size), and a skewed region smears its period: the sheet of
+        # paper against the desk still outlines it. Only pages that failed take this path.
+        paper = _paper_quad(image_bgr)
+        if paper is None:
+            raise
+        return _measure(image_bgr, paper, False, row_span_s, speed_mm_per_s)
+
+
+def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s: float,
+             speed_mm_per_s: float) -> PageGeometry:
+    """Straighten the region `quad` outlines and measure the grid's period and scale in it."""
     upright = _warp(image_bgr, quad)
     grey_ink, grid_ink = darkness(upright, READ_KERNEL_PX)
     trace = grey_ink > TRACE_DARKNESS
@@ -301,17 +317,43 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * ruled.size:
         raise NoGridFound()
-    region = (labels == largest).astype(np.uint8)
+    quad = _region_quad((labels == largest).astype(np.uint8), factor, (w, h))
+    if quad is None:
+        raise NoGridFound()
+    return quad
+
+
+def _paper_quad(image: np.ndarray) -> np.ndarray | None:
+    """The largest sheet of paper in view (bright against a desk or shadow), or None when none stands out."""
+    h, w = image.shape[:2]
+    factor = max(1, -(-max(h, w) // 640))
+    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
+    paper = cv2.morphologyEx(on_paper(small, 7).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=8)
+    if count < 2:
+        return None
+    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * paper.size:
+        return None
+    quad = _region_quad((labels == largest).astype(np.uint8), factor, (w, h))
+    # paper that fills the frame outlines nothing: the frame itself is no evidence of where a grid lies
+    if quad is None or cv2.contourArea(quad.astype(np.float32)) > MAX_SHEET_SHARE * w * h:
+        return None
+    return quad
+
+
+def _region_quad(region: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray | None:
+    """The quadrilateral outlining a uint8 region mask found on a copy shrunk `factor` times, in the pixels of
+    the original (`size` = its width, height); None when the region has no four corners."""
     framed = cv2.copyMakeBorder(region, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)  # the frame's edge counts as edge
     edge_xs, edge_ys = nonzero_xy(framed - cv2.erode(framed, np.ones((3, 3), np.uint8)))
     edge = np.column_stack([edge_xs - 1, edge_ys - 1]).clip(0, [region.shape[1] - 1, region.shape[0] - 1])
     quad = _coarse_quad(edge.astype(np.int32))  # the hull of a region is the hull of its edge
     if quad is None:
-        raise NoGridFound()
+        return None
     # the largest inscribed quad leans on corners that stick out (a header block): fit each side to the edge instead
     quad = _refine_quad(edge.astype(np.float32), quad, SIDE_BAND * max(region.shape))
-    quad = np.clip((quad + 0.5) * factor - 0.5, 0, [w - 1, h - 1])
-    return order_clockwise(quad)
+    return order_clockwise(np.clip((quad + 0.5) * factor - 0.5, 0, [size[0] - 1, size[1] - 1]))
 
 
 def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None:

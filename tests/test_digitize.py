@@ -87,6 +87,18 @@ def test_a_photo_sized_page_is_read_from_a_smaller_copy_and_located_in_its_own_p
     assert result.layout == "3x4+1" and np.median([s.snr_db for s in scores if s is not None]) > 10.0
 
 
+def test_a_faint_grid_on_a_photographed_sheet_is_found_through_the_sheets_outline(monkeypatch):
+    """A photo-like page whose faint grid both region finders miss is read inside the sheet's outline."""
+    from edgeecg import page as page_module
+
+    options = random_options(16, photo=True)
+    page = render_printout(synthetic_ecg(16, FS), FS, options, seed=16)
+    assert digitize(page.image, rate=FS).layout == options.layout
+    monkeypatch.setattr(page_module, "_paper_quad", lambda image: None)
+    with pytest.raises(NoGridFound):
+        digitize(page.image, rate=FS)
+
+
 @pytest.mark.parametrize("strip", ["II", "III", "V1", "V5"])
 def test_rhythm_strip_lead_is_read_not_assumed(strip):
     result, _ = _round_trip(RenderOptions(layout="3x4+1", rhythm_leads=(strip,)), seed=5)
