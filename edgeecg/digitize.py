@@ -120,7 +120,7 @@ def digitize(
         raise EdgeECGError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
     geometry = read_page(image_bgr, RECORD_S, mm_per_s)
     ppm_x, ppm_y = geometry.px_per_mm
-    trace, _, weight = ink_masks(geometry)
+    trace, weight = ink_masks(geometry)
     baselines = find_baselines(trace, ppm_y)
     if not baselines:
         raise NoTraceFound("no trace on the grid")
@@ -294,7 +294,8 @@ def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tu
         # every panel on every other step, then the best one's neighbouring steps
         coarse = {(p, step): score(p, step) for p in panels for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1, 2)}
         best, step = max(coarse, key=coarse.get)
-        fine_steps = {s: coarse.get((best, s)) or score(best, s) for s in (step - 1, step, step + 1)}
+        fine_steps = {step: coarse[best, step], **{s: score(best, s) for s in (step - 1, step + 1)
+                                                    if abs(s) <= STRIP_MAX_LAG_STEPS}}
         leads.append(best.lead)
         lags.append(max(fine_steps, key=fine_steps.get) * STRIP_STEP_S)
     return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous, lags

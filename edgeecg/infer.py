@@ -156,10 +156,7 @@ def _classify(
     result = _labelled(probs, contract, top_k, path)
     result.update(_confidence(probs, contract))
     result["crop"] = np.round(quad.astype(np.float64), 1).tolist()
-    result.update(_page_fields(verdict))
-    if not verdict.readable:
-        result["forced"] = verdict.reason
-    result["model"] = model_info(backend)
+    _annotate(result, verdict, backend)
     if save_crop_dir is not None:
         result["saved_crop"] = str(save_model_view(rgb, Path(save_crop_dir) / crop_name(path)))
     end = perf_counter()
@@ -188,14 +185,11 @@ def _classify_signals(verdict: Verdict, model: Backend, top_k: int | None, path:
     result = _labelled(probs, contract, top_k, path)
     result.update(_confidence(probs, contract))
     if distance is not None:
-        ood = contract.extra["ood"]
+        ood = model.ood  # validated when the model was opened
         result["ood"] = {"distance": round(float(distance[0]), 3), "threshold": round(ood["threshold"], 3),
                          "typical": bool(distance[0] <= ood["threshold"])}
     result["branches"] = {"signal": {name: round(float(p), 6) for name, p in zip(contract.classes, probs)}}
-    result.update(_page_fields(verdict))
-    if not verdict.readable:
-        result["forced"] = verdict.reason
-    result["model"] = model_info(model)
+    _annotate(result, verdict, model)
     result["ms"] = {"decode": round(decode_ms, 3), "gate": round(gate_ms, 3), "model": round(model_ms, 3),
                     "total": round((perf_counter() - start) * 1e3, 3)}
     return result
@@ -240,6 +234,14 @@ def _abstention(result: InferenceResult) -> InferenceResult:
         return result
     kept = {k: v for k, v in result.items() if k not in ("label", "labels", "probs", "branches", "forced")}
     return {**kept, "refused": reason}
+
+
+def _annotate(result: InferenceResult, verdict: Verdict, backend: Backend) -> None:
+    """What every answer carries besides the label: the gate's reading, a forced refusal, the model."""
+    result.update(_page_fields(verdict))
+    if not verdict.readable:
+        result["forced"] = verdict.reason
+    result["model"] = model_info(backend)
 
 
 def _page_fields(verdict: Verdict) -> dict:

@@ -49,7 +49,7 @@ SHARPNESS_SIDE = 640  # pixels: the copy on which the two candidate regions are 
 SHARPNESS_KERNEL = 5  # px: the paper-level neighbourhood on that copy
 OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
 MAX_SHEET_SHARE = 0.95  # a sheet of paper outlined against its surroundings covers less of the frame than this
-MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)  # the grid's spectral peak over the median power of its profile
+MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)
 
 
 @dataclass(frozen=True)
@@ -104,21 +104,20 @@ def _darkness_reach(kernel_px: int) -> int:
     return kernel_px // 2 + kernel_px
 
 
-def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(trace ink, grid ink) as uint8 masks of the upright grid region, and the grey-ink darkness (float32)
-    that weighs each trace pixel when a stroke's centre is sought between pixels.
+def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """The trace ink as a uint8 mask of the upright grid region, and the grey-ink darkness (float32) that
+    weighs each trace pixel when a stroke's centre is sought between pixels.
 
     Trace ink is dark in every channel. Straight lines longer than any trace
     feature (grid lines of a black grid, separator bars, the outline box) are
-    removed from it and counted as grid.
+    removed from it.
     """
     px_per_mm = sum(page.px_per_mm) / 2
     kernel = _odd(PAPER_KERNEL_MM * px_per_mm)
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
-    grey_ink, grid_ink = page.ink if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)
+    grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
     trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
-    grid = ((grid_ink > GRID_DARKNESS) & (trace == 0)).astype(np.uint8)
     long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
@@ -126,8 +125,7 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
-    grid = cv2.bitwise_or(grid, straight & (grey_ink > TRACE_DARKNESS).astype(np.uint8))
-    return trace, grid, np.clip(grey_ink, 0.0, 1.0).astype(np.float32)
+    return trace, np.clip(grey_ink, 0.0, 1.0)
 
 
 def on_paper(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
@@ -299,9 +297,7 @@ def _warp(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
 
 def _ruled_quad(image: np.ndarray) -> np.ndarray:
     """Largest quadrilateral covering the ruled (grid-ink) area, for pages without an outline box."""
-    h, w = image.shape[:2]
-    factor = max(1, -(-max(h, w) // 640))
-    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
+    small, factor = _working_copy(image)
     grey_ink, grid_ink = darkness(small, 7)
     grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper(small, 7)).astype(np.uint8)
     # ruled paper is dense with grid ink, part of it in level or upright lines (creases, text, shading and
@@ -317,7 +313,7 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * ruled.size:
         raise NoGridFound()
-    quad = _region_quad((labels == largest).astype(np.uint8), factor, (w, h))
+    quad = _region_quad((labels == largest).astype(np.uint8), factor, image.shape[1::-1])
     if quad is None:
         raise NoGridFound()
     return quad
@@ -326,9 +322,8 @@ def _ruled_quad(image: np.ndarray) -> np.ndarray:
 def _paper_quad(image: np.ndarray) -> np.ndarray | None:
     """The largest sheet of paper in view (bright against a desk or shadow), or None when none stands out."""
     h, w = image.shape[:2]
-    factor = max(1, -(-max(h, w) // 640))
-    small = cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image
-    paper = cv2.morphologyEx(on_paper(small, 7).astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
+    small, factor = _working_copy(image)
+    paper = cv2.morphologyEx(_paper_mask(small, 7), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
     count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=8)
     if count < 2:
         return None
@@ -340,6 +335,14 @@ def _paper_quad(image: np.ndarray) -> np.ndarray | None:
     if quad is None or cv2.contourArea(quad.astype(np.float32)) > MAX_SHEET_SHARE * w * h:
         return None
     return quad
+
+
+def _working_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
+    """(copy at most about 640 px across, integer reduction factor): INTER_AREA stays on its fast path."""
+    h, w = image.shape[:2]
+    factor = max(1, -(-max(h, w) // 640))
+    return (cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image,
+            factor)
 
 
 def _region_quad(region: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray | None:

@@ -7,7 +7,7 @@ This module refuses a model whose contract this runtime cannot honour, and a
 graph whose input shape disagrees with its own contract, before running it;
 `edgeecg.infer` feeds it the page the quality gate has already read.
 The digitizer's source key is provenance, not a setting: a model trained on
-signals from an older digitizer still runs, and `digitizer_changed` says so.
+signals from an older digitizer still runs.
 """
 
 from __future__ import annotations
@@ -95,8 +95,6 @@ class SignalModel(Backend):
         self._logits_output = [self.session.get_outputs()[0].name]  # `run` asks for the logits only
         self.ood = _ood_record(self.contract.extra.get("ood"), [o.name for o in self.session.get_outputs()],
                                str(self.path))
-        trained_on = self.contract.extra.get("digitizer", {}).get("source_key")
-        self.digitizer_changed = trained_on is not None and trained_on != digitizer_key()
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, 24, length) model input (`page_input`) -> (N, classes) logits: the backend call the bench times."""

@@ -37,7 +37,7 @@ class WithFeatureDistance(nn.Module):
         self.register_buffer("precision", torch.as_tensor(precision, dtype=torch.float32))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pooled = self.model.classifier.pool(self.model.trunk(x))
+        pooled = self.model.features(x)
         centred = pooled - self.mean
         distance = torch.sqrt(torch.clamp(((centred @ self.precision) * centred).sum(1), min=0.0))
         return self.model.classifier.head(pooled), distance

@@ -25,8 +25,9 @@ from edgeecg.selective import selective_record
 from edgeecg.signal_input import batch_input
 from edgeecg.signal_runtime import SignalModel, signal_spec
 from edgeecg.train.checkpoint import is_signal_config, load_checkpoint, model_from_checkpoint
-from edgeecg.train.data import load_table, one_per_group
-from edgeecg.train.run import limit_groups
+from edgeecg.train.config import TrainConfig
+from edgeecg.train.data import load_table
+from edgeecg.train.run import final_training_table
 from edgeecg.train.signal_data import load_digitized
 
 import onnx
@@ -95,17 +96,17 @@ def _with_ood_score(model: torch.nn.Module, contract: ModelContract, spec, train
                     ) -> tuple[torch.nn.Module, ModelContract]:
     """The model with its out-of-distribution output (`export/ood.py`), fitted on the run's own training pages,
     and the contract recording it; the bare model, with a warning, when those pages are not here to fit on."""
-    data = train_config.get("data")
-    if not data or not Path(data).exists():
-        warn(f"the run's training data ({data or 'not recorded'}) is not here: exported without an "
+    cfg = TrainConfig.from_dict(train_config)
+    if cfg.dataset != "images":
+        warn(f"the out-of-distribution score is fitted on a labelled folder's pages; this is a {cfg.dataset} run: "
+             "exported without one")
+        return model, contract
+    if not cfg.data or not Path(cfg.data).exists():
+        warn(f"the run's training data ({cfg.data or 'not recorded'}) is not here: exported without an "
              "out-of-distribution score")
         return model, contract
-    table = load_table(data, train_config.get("exclude") or [])
-    if train_config.get("max_per_class"):
-        table = limit_groups(table, train_config["max_per_class"], train_config.get("seed", 0))
-    if train_config.get("dedup_train"):
-        table = table.subset(one_per_group(table))
-    step(f"out-of-distribution score: digitizing the {len(table)} training scans of {data}")
+    table = final_training_table(cfg)
+    step(f"out-of-distribution score: digitizing the {len(table)} training scans of {cfg.data}")
     signals, _ = load_digitized(table, spec)
     graph, record = fit_distance(model, batch_input(signals, spec))
     step(f"out-of-distribution score: training distances median {record['train_median']:.1f}, max "

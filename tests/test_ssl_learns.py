@@ -26,7 +26,7 @@ from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 from edgeecg.render import random_options, render_printout
 from edgeecg.synthetic import synthetic_ecg
 from edgeecg.train.augment import ssl_views
-from edgeecg.train.config import preset_config
+from edgeecg.train.config import WHOLE_PAGE_SSL, preset_config
 from edgeecg.train.modality import model_config
 from edgeecg.train.model import build_model
 from edgeecg.train.ssl import pretrain
@@ -83,8 +83,7 @@ def test_simclr_learns_instance_discrimination_on_rendered_pages(tmp_path):
 def run_and_check(tmp_path):
     pages = rendered_pages()
     cfg = preset_config("tiny", trunk="resnet18", pretrained=False, input_size=SIZE, ssl_batch=16, ssl_epochs=30,
-                        ssl_tmax=1000, ssl_lr_backbone=1e-3, ssl_lr_head=1e-3, ssl_temperature=0.5,
-                        ssl_views="paired", ssl_min_scale=1.0, ssl_jitter=0.05, ssl_colour=0.0, ssl_blur=0.0)
+                        **WHOLE_PAGE_SSL)
     torch.manual_seed(0)
     model = build_model(model_config(cfg, 2))
     start = {k: v.clone() for k, v in model.state_dict().items()}

@@ -93,7 +93,12 @@ class TrainConfig:
 
     @classmethod
     def load(cls, path: Path) -> "TrainConfig":
-        data = json.loads(Path(path).read_text())
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        """A config as saved in config.json or a checkpoint's train_config (unknown keys ignored)."""
+        data = dict(data)
         if "temperature" in data and "ssl_temperature" not in data:  # run folders written before the rename
             data["ssl_temperature"] = data.pop("temperature")
         return cls(**{f.name: _coerce(f.name, data[f.name]) for f in fields(cls) if f.name in data})
@@ -102,6 +107,13 @@ class TrainConfig:
 def _coerce(name: str, value):
     return tuple(value) if name in ("channels", "dropouts") else value
 
+
+# SimCLR (--ssl) from random init on near-identical printouts: the paper's views (independent crops down to 10 %,
+# colour jitter 0.8, blur) collapse (loss at ln(2N-1)); whole-page paired views with a 5 % shift, no colour jitter
+# or blur, tau 0.5 and a flat lr 1e-3 start to learn (benchmarks/ssl_diagnose.py, issue 18). The paper's SSL
+# values stay the TrainConfig defaults (`paper` preset, or these as flags).
+WHOLE_PAGE_SSL = dict(ssl_views="paired", ssl_min_scale=1.0, ssl_jitter=0.05, ssl_colour=0.0, ssl_blur=0.0,
+                      ssl_temperature=0.5, ssl_lr_backbone=1e-3, ssl_lr_head=1e-3, ssl_tmax=1000)
 
 PRESETS: dict[str, dict] = {
     "paper": dict(trunk="resnet50"),
@@ -112,13 +124,7 @@ PRESETS: dict[str, dict] = {
     "edge": dict(
         trunk="mobilenet_v3_large", channels=(256, 128, 128), heads=4, fusion_dim=128,
         ssl=False, epochs=12, batch=16, patience=5, lr=1e-3, unfreeze="", domain_aug=False,
-        class_weights=True, dedup_train=True,
-        # SimCLR (--ssl) from random init on near-identical printouts: the paper's views (independent crops down
-        # to 10 %, colour jitter 0.8, blur) collapse (loss at ln(2N-1)); whole-page paired views with a 5 % shift,
-        # no colour jitter or blur, tau 0.5 and a flat lr 1e-3 start to learn (benchmarks/ssl_diagnose.py,
-        # issue 18). The paper's SSL values stay the TrainConfig defaults (`paper` preset, or these as flags).
-        ssl_views="paired", ssl_min_scale=1.0, ssl_jitter=0.05, ssl_colour=0.0, ssl_blur=0.0,
-        ssl_temperature=0.5, ssl_lr_backbone=1e-3, ssl_lr_head=1e-3, ssl_tmax=1000,
+        class_weights=True, dedup_train=True, **WHOLE_PAGE_SSL,
     ),
     "tiny": dict(
         trunk="mobilenet_v3_small", channels=(32, 16, 16), heads=2, fusion_dim=32, input_size=64,

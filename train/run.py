@@ -38,6 +38,18 @@ def limit_groups(table: ImageTable, per_class: int, seed: int) -> ImageTable:
     return table.subset(np.nonzero(np.isin(table.groups, list(keep_groups)))[0])
 
 
+def run_table(cfg: TrainConfig, workers: int = 2) -> ImageTable:
+    """The labelled files a run folds and trains on: its data less the excluded listings, capped per class."""
+    table = load_table(cfg.data, cfg.exclude, workers=workers)
+    return limit_groups(table, cfg.max_per_class, cfg.seed) if cfg.max_per_class else table
+
+
+def final_training_table(cfg: TrainConfig) -> ImageTable:
+    """The files the run's final model trained on (one per duplicate group with --dedup-train)."""
+    table = run_table(cfg)
+    return table.subset(one_per_group(table)) if cfg.dedup_train else table
+
+
 def calibrate(folds: list[dict]) -> dict:
     """Temperature scaling on out-of-fold validation logits.
 
@@ -67,9 +79,7 @@ def train(cfg: TrainConfig) -> Path:
     distributed.barrier()  # under DDP: every rank has passed its checks before rank 0 writes anything
     with start(cfg, f"{cfg.modality} branch") as session:
         run, modality = session.run, session.modality
-        table = load_table(cfg.data, cfg.exclude, workers=max(1, cfg.workers))
-        if cfg.max_per_class:
-            table = limit_groups(table, cfg.max_per_class, cfg.seed)
+        table = run_table(cfg, workers=max(1, cfg.workers))
         counts = ", ".join(f"{c}: {(table.labels == i).sum()}" for i, c in enumerate(table.classes))
         run.log(f"{len(table)} images in {table.n_groups} duplicate groups ({counts})")
         task = run.progress.add_task(modality.loading, total=len(table))

@@ -18,30 +18,25 @@ from edgeecg.backends import softmax
 from edgeecg.errors import EdgeECGError
 from edgeecg.atomic import write_text
 from edgeecg.metrics import classification_metrics
-from edgeecg.signal_input import SignalSpec
+from edgeecg.signal_runtime import is_signal_contract, signal_spec
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import load_table, one_per_group
 from .run_folder import jsonable
 from .signal_data import load_digitized, predict_signal_logits
-from .signal_model import SignalNetConfig, build_signal_model
 
 
 def evaluate(run_dir: str | Path, listing: str | Path, workers: int = 2) -> dict:
     """Per-file and one-file-per-group metrics of the run's final model (with its temperature) on `listing`."""
-    state = load_checkpoint(run_dir)
-    contract, extra = state["contract"], state["contract"].get("extra", {})
-    if extra.get("modality") != "signal" or contract.get("task") != "multiclass":
+    model, contract = model_from_checkpoint(load_checkpoint(run_dir), run_dir)
+    if not is_signal_contract(contract) or contract.task != "multiclass":
         raise EdgeECGError(f"{run_dir}: not a multiclass signal run")
-    signal = extra["signal"]
-    spec = SignalSpec(signal["rate"], signal["seconds"], signal["norm"], signal["clip"], tuple(signal["leads"]))
-    model = build_signal_model(SignalNetConfig.from_dict(state["model_config"]))
-    model.load_state_dict(state["state_dict"])
+    spec = signal_spec(contract, str(run_dir))  # the runtime's own checks: leads, length, digitizer settings
     table = load_table(listing, workers=workers)
-    if table.classes != contract["classes"]:
-        raise EdgeECGError(f"{listing}: classes {table.classes} differ from the model's {contract['classes']}")
+    if table.classes != list(contract.classes):
+        raise EdgeECGError(f"{listing}: classes {table.classes} differ from the model's {list(contract.classes)}")
     signals, _ = load_digitized(table, spec, workers)
-    probs = softmax(predict_signal_logits(model, signals, spec, torch.device("cpu")), contract["temperature"])
+    probs = softmax(predict_signal_logits(model, signals, spec, torch.device("cpu")), contract.temperature)
     distinct = one_per_group(table)
     return {"run": str(run_dir), "listing": str(listing), "files": len(table), "groups": table.n_groups,
             "per_file": classification_metrics(table.labels, probs, table.classes),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 from edgeecg.preprocess import normalize
@@ -43,7 +44,7 @@ def embed(model: SimCardioNet, images: np.ndarray, device: torch.device,
         x = torch.from_numpy(normalize(images[start:start + batch], IMAGENET_MEAN, IMAGENET_STD)).to(device)
         with autocast(device):
             f = model.features(x)
-            z = model.project(x)
+            z = F.normalize(model.projection_head(f), dim=1)  # `model.project(x)` without running the trunk again
         features.append(f.float().cpu().numpy())
         projections.append(z.float().cpu().numpy())
     return np.concatenate(features), np.concatenate(projections)
