@@ -6,8 +6,8 @@ without an outline box. That grid is the page's ruler:
 
 1. ink maps: each pixel's darkness relative to the local paper level, per
    channel. Trace and text ink is dark in every channel; grid ink is lighter
-   or coloured (dark in some channels only), and a grey grid is told from the
-   trace by its thin, straight, page-long lines;
+   or coloured (dark in some channels only); a grey or black grid is told
+   from the trace by its thin, straight, page-long lines, lighter than the trace;
 2. the grid region: the outline box when the template prints one (the
    cropper of `edgeecg.crop`, which also corrects a phone photo's
    perspective), otherwise the largest quadrilateral covering the ruled area;
@@ -34,6 +34,11 @@ PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this dist
 TRACE_DARKNESS = 0.3  # a pixel this much darker than the paper, in grey, is trace/text ink ...
 FAINT_TRACE_DARKNESS = 0.12  # ... and so is a fainter one joined to such ink (thin R-peak tips, blur)
 GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in some channel
+LONG_LINE_MM = 45.0  # a flat trace does not run 1.8 s without a wiggle: level ink this long is a ruled line
+MIN_GREY_GRID_LINES = 10  # this many level ruled lines across the grey-ink map: a grey or black grid ...
+RULED_ROW_SHARE = 0.3  # (a ruled line fills this share of its pixel row)
+MAX_GREY_GRID_DARKNESS = 0.8  # ... when they are lighter than this share of the trace's darkness ...
+GREY_GRID_CUTS = (0.3, 0.55)  # ... and then the trace thresholds sit this far from the lines' darkness to the trace's
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 # A phone photo is ~4000 px across (~14 px/mm on a page filling the frame); reading it at full size costs ~10x a
 # scan's time for no gain: 1800 px still gives ~6 px/mm on a full A4 frame (the shared scans have 4).
@@ -116,9 +121,9 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     kernel = _odd(PAPER_KERNEL_MM * px_per_mm)
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
     grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
-    trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
+    long_h = _odd(LONG_LINE_MM * px_per_mm)
+    trace = _hysteresis(grey_ink, *_trace_thresholds(grey_ink, long_h))
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
-    long_h = _odd(45 * px_per_mm)  # a flat trace does not run 1.8 s without a wiggle
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
@@ -126,6 +131,29 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
     return trace, np.clip(grey_ink, 0.0, 1.0)
+
+
+def _trace_thresholds(grey_ink: np.ndarray, long_h: int) -> tuple[float, float]:
+    """(low, high) grey-ink darkness of trace ink for `_hysteresis`.
+
+    A coloured grid is light in the grey-ink map and the fixed thresholds hold.
+    A grey or black grid (a photocopy, a greyscale scan, a black-ruled cart) is
+    as grey as the trace: at the fixed thresholds every grid line touching the
+    trace would be taken with it. There both thresholds are raised between the
+    ruled lines' darkness (level lines `long_h` px long) and the trace's (the
+    darkest ink in view), where only the trace and its crossings remain.
+    """
+    faint = cv2.compare(grey_ink, FAINT_TRACE_DARKNESS, cv2.CMP_GT)
+    lines = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
+    ruled_rows = cv2.reduce(lines, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel() > RULED_ROW_SHARE * 255
+    if np.count_nonzero(np.diff(ruled_rows.astype(np.int8), prepend=0) == 1) < MIN_GREY_GRID_LINES:
+        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS  # a crease, a shadow's edge or a frame line is no grid
+    ruled = float(np.percentile(grey_ink[lines > 0], 90))
+    ink = float(np.percentile(grey_ink, 99.5))
+    if ruled > MAX_GREY_GRID_DARKNESS * ink:
+        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS
+    low, high = (ruled + cut * max(0.0, ink - ruled) for cut in GREY_GRID_CUTS)
+    return max(FAINT_TRACE_DARKNESS, low), max(TRACE_DARKNESS, high)
 
 
 def on_paper(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
