@@ -35,8 +35,9 @@ TRACE_DARKNESS = 0.3  # a pixel this much darker than the paper, in grey, is tra
 FAINT_TRACE_DARKNESS = 0.12  # ... and so is a fainter one joined to such ink (thin R-peak tips, blur)
 GRID_DARKNESS = 0.05  # grid ink is at least this much darker than the paper in some channel
 LONG_LINE_MM = 45.0  # a flat trace does not run 1.8 s without a wiggle: level ink this long is a ruled line
-MIN_GREY_GRID_LINES = 10  # this many level ruled lines across the grey-ink map: a grey or black grid ...
-RULED_ROW_SHARE = 0.3  # (a ruled line fills this share of its pixel row)
+MIN_GREY_GRID_LINES = 10  # this many level ruled lines across the grey-ink map ...
+MAX_RULED_SPACING_MM = 5.5  # ... typically no further apart than a 5 mm square (trace rows are >= 8 mm apart) ...
+RULED_ROW_SHARE = 0.3  # (a ruled line fills this share of its pixel row): a grey or black grid ...
 MAX_GREY_GRID_DARKNESS = 0.8  # ... when they are lighter than this share of the trace's darkness ...
 GREY_GRID_CUTS = (0.3, 0.55)  # ... and then the trace thresholds sit this far from the lines' darkness to the trace's
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
@@ -122,7 +123,7 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
     grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
     long_h = _odd(LONG_LINE_MM * px_per_mm)
-    trace = _hysteresis(grey_ink, *_trace_thresholds(grey_ink, long_h))
+    trace = _hysteresis(grey_ink, *_trace_thresholds(grey_ink, long_h, page.px_per_mm[1]))
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
@@ -133,21 +134,23 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     return trace, np.clip(grey_ink, 0.0, 1.0)
 
 
-def _trace_thresholds(grey_ink: np.ndarray, long_h: int) -> tuple[float, float]:
+def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> tuple[float, float]:
     """(low, high) grey-ink darkness of trace ink for `_hysteresis`.
 
     A coloured grid is light in the grey-ink map and the fixed thresholds hold.
     A grey or black grid (a photocopy, a greyscale scan, a black-ruled cart) is
     as grey as the trace: at the fixed thresholds every grid line touching the
     trace would be taken with it. There both thresholds are raised between the
-    ruled lines' darkness (level lines `long_h` px long) and the trace's (the
-    darkest ink in view), where only the trace and its crossings remain.
+    ruled lines' darkness (level lines `long_h` px long, spaced as a grid's)
+    and the trace's (the darkest ink in view), where only the trace and its
+    crossings remain.
     """
     faint = cv2.compare(grey_ink, FAINT_TRACE_DARKNESS, cv2.CMP_GT)
     lines = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     ruled_rows = cv2.reduce(lines, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel() > RULED_ROW_SHARE * 255
-    if np.count_nonzero(np.diff(ruled_rows.astype(np.int8), prepend=0) == 1) < MIN_GREY_GRID_LINES:
-        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS  # a crease, a shadow's edge or a frame line is no grid
+    starts = np.nonzero(np.diff(ruled_rows.astype(np.int8), prepend=0) == 1)[0]
+    if len(starts) < MIN_GREY_GRID_LINES or np.median(np.diff(starts)) > MAX_RULED_SPACING_MM * px_per_mm_y:
+        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS  # creases, frame lines or the flat rows of a 12x1 trace: no grid
     ruled = float(np.percentile(grey_ink[lines > 0], 90))
     ink = float(np.percentile(grey_ink, 99.5))
     if ruled > MAX_GREY_GRID_DARKNESS * ink:
