@@ -344,9 +344,14 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
 def _likeness(a: np.ndarray, b: np.ndarray) -> float:
     """How alike two drawings of a waveform are, sample by sample (1 identical, <= 0 unrelated).
 
-    The same lead drawn twice differs by the digitizer's error only; two leads
-    of one heart share beats and look alike in shape, but not sample by sample.
-    The panel ends (labels, separators) and a constant offset are left out.
+    The same lead drawn twice differs by the digitizer's error only, and that
+    error is sparse: a sharp R peak or S trough read a pixel off in time or
+    height, everywhere else the two agree. Two leads of one heart share beats
+    and look alike in shape, but differ a little everywhere (P and T waves, ST
+    levels). So the error is the mean absolute difference, which a few large
+    misreads at the peaks cannot dominate as they dominate a squared error
+    (with it, a similar lead often out-scored the strip's own). The panel
+    ends (labels, separators) and a constant offset are left out.
     """
     trim = len(a) // 8
     a, b = a[trim: len(a) - trim], b[trim: len(b) - trim]
@@ -354,8 +359,8 @@ def _likeness(a: np.ndarray, b: np.ndarray) -> float:
     if ok.sum() < 10:
         return -1.0
     a, b = a[ok] - np.median(a[ok]), b[ok] - np.median(b[ok])
-    error = np.sqrt(np.mean((a - b) ** 2))
-    return float(1.0 - error / max(np.sqrt(np.mean(a**2)) + np.sqrt(np.mean(b**2)), 1e-9) * 2)
+    error = np.mean(np.abs(a - b))
+    return float(1.0 - error / max(np.mean(np.abs(a)) + np.mean(np.abs(b)), 1e-9) * 2)
 
 
 def _quality(signal: np.ndarray, printed: np.ndarray, rate: float) -> dict[str, LeadQuality]:

@@ -133,6 +133,13 @@ def test_rhythm_strip_lead_is_read_not_assumed(strip):
     assert [p.lead for p in result.panels if p.rhythm] == [strip]
 
 
+def test_rhythm_strip_is_not_taken_for_a_lead_of_similar_shape():
+    """Seed 27's strip (II) and panel I share their beats' shape; a squared-error likeness let the R peaks' pixel
+    misreads outweigh that, and read the strip as lead I."""
+    result, _ = _round_trip(RenderOptions(layout="3x4+1"), seed=27)
+    assert [p.lead for p in result.panels if p.rhythm] == ["II"]
+
+
 @pytest.mark.parametrize("strips", ["3x4", "3x4+1"])
 def test_simultaneous_columns_are_recognised(strips):
     result, scores = _round_trip(RenderOptions(layout=strips, simultaneous=True), seed=2)
