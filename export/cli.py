@@ -44,6 +44,9 @@ def _parts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
               help="comma-separated model parts kept in FP32, e.g. attention,classifier")
 @click.option("--eval-data", type=click.Path(exists=True, path_type=Path),
               help="labelled folder or CSV for FP32-vs-INT8 accuracy [default: calib_data/heldout_eval.csv]")
+@click.option("--accept-int8-miss", is_flag=True,
+              help="exit 0 even when an INT8 model misses its targets against FP32 (>= 98 %% top-1 agreement, "
+                   "<= 1 pp accuracy drop); it is written and reported as FAILED either way")
 @click.option("--trt", is_flag=True, help="also build TensorRT engine(s) on this machine's GPU")
 @click.option("--trt-calibrator", type=click.Choice(["explicit", "legacy"]), default="explicit", show_default=True,
               help="INT8 engines: from the Q/DQ model, or legacy entropy calibration (TensorRT 8.x/10.x)")

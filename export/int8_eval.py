@@ -91,6 +91,16 @@ def targets_missed(result: dict) -> list[str]:
     return missed
 
 
+def require_int8_targets(missed: dict[str, list[str]], accept: bool) -> None:
+    """Fail the export (after every file is written) when an INT8 model misses its targets, unless accepted:
+    a deployment script must not take a quietly degraded model for a good one."""
+    failing = {target: reasons for target, reasons in missed.items() if reasons}
+    if failing and not accept:
+        detail = "; ".join(f"{target}: {', '.join(reasons)}" for target, reasons in failing.items())
+        raise EdgeECGError(f"INT8 misses its targets ({detail}); the model is written and reported as FAILED, "
+                           "do not deploy it (try --int8-exclude or --calib-method, or pass --accept-int8-miss)")
+
+
 def print_int8_table(results: dict[str, dict], source: Path) -> None:
     """One row per INT8 flavour; a loud warning for every flavour that misses the targets."""
     table = Table(title=f"FP32 vs INT8 on {source}")

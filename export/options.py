@@ -30,6 +30,7 @@ class ExportOptions:
     calib_method: str = "auto"
     int8_exclude: tuple[str, ...] = ()
     eval_data: Path | None = None
+    accept_int8_miss: bool = False
     trt: bool = False
     trt_calibrator: str = "explicit"
     max_batch: int = 8

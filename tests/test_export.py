@@ -274,6 +274,29 @@ def test_int8_evaluation_flags_missed_targets_loudly(capsys):
     assert compare_fp32_int8(fp32, fp32, labels, contract)["meets_targets"]
 
 
+def test_an_int8_model_missing_its_targets_fails_the_export_once_the_set_is_written(
+        tiny_run, scan_dir, eval_csv, tmp_path, monkeypatch, capsys):
+    """Written and reported as FAILED, then a non-zero exit and one line (a deployment script must notice);
+    --accept-int8-miss exits 0 with the same files."""
+    real = pipeline.compare_fp32_int8
+
+    def degraded(*args, **kwargs):
+        result = real(*args, **kwargs)
+        return {**result, "missed": ["top-1 agreement 50.0% (needs 98%)"], "meets_targets": False}
+
+    monkeypatch.setattr(pipeline, "compare_fp32_int8", degraded)
+    common = ("export", tiny_run, "--verify-data", scan_dir, "--calib", scan_dir, "--eval-data", eval_csv,
+              "--int8", "--calib-method", "minmax")
+    code, _, err = run_cli(monkeypatch, capsys, *common, "--out", tmp_path / "strict")
+    assert code == 2 and "INT8 misses its targets (cpu: top-1 agreement 50.0%" in err
+    assert err.rstrip().splitlines()[-1].startswith("error: ")
+    report = json.loads((tmp_path / "strict" / "export_report.json").read_text())
+    checks = {a["file"]: a["check_passed"] for a in report["artifacts"]}
+    assert checks == {"tiny.onnx": True, "tiny-fp16.onnx": checks["tiny-fp16.onnx"], "tiny-int8.onnx": False}
+    code, _, err = run_cli(monkeypatch, capsys, *common, "--out", tmp_path / "accepted", "--accept-int8-miss")
+    assert code == 0 and (tmp_path / "accepted" / "tiny-int8.onnx").is_file()
+
+
 def test_trt_without_tensorrt_fails_with_one_line(tiny_run, monkeypatch, capsys):
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed here; this test covers machines without it")
