@@ -41,7 +41,11 @@ def _parts(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str,
 @click.option("--calib-method", type=click.Choice(["auto", "entropy", "percentile", "minmax"]), default="auto",
               show_default=True, help="activation range calibration; auto tries all and keeps the closest to FP32")
 @click.option("--int8-exclude", callback=_parts, default="",
-              help="comma-separated model parts kept in FP32, e.g. attention,classifier")
+              help="comma-separated model parts kept in FP32, e.g. attention,classifier; or auto: chosen by the "
+                   "sensitivity sweep until INT8 agrees with FP32 on >= 98 %% of the checking scans")
+@click.option("--int8-sweep", is_flag=True,
+              help="print a per-part sensitivity sweep: each part kept in FP32 in turn, against FP32 "
+                   "(implied by --int8-exclude auto; image models)")
 @click.option("--eval-data", type=click.Path(exists=True, path_type=Path),
               help="labelled folder or CSV for FP32-vs-INT8 accuracy [default: calib_data/heldout_eval.csv]")
 @click.option("--accept-int8-miss", is_flag=True,

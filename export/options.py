@@ -29,6 +29,7 @@ class ExportOptions:
     calib_max: int = 500
     calib_method: str = "auto"
     int8_exclude: tuple[str, ...] = ()
+    int8_sweep: bool = False
     eval_data: Path | None = None
     accept_int8_miss: bool = False
     trt: bool = False

@@ -32,6 +32,7 @@ from .options import ExportOptions, ExportResult, default_out_dir, engine_precis
 from .quantize import build_int8, fidelity, nodes_for_parts, prepare_for_quantization
 from .report import Artifact, print_artifacts, write_report
 from .scans import PreparedScans
+from .sensitivity import AUTO, sensitivity
 from .staging import staged_export
 from .ui import note, step
 from .verify import onnx_logits
@@ -91,7 +92,7 @@ class _Export:
         step(f"ONNX: exporting {self.options.source} (opset {self.options.opset})")
         proto = export_onnx(self.model, self.contract, self.options.opset)
         if self.options.int8:
-            nodes_for_parts(proto, self.options.int8_exclude)  # refuse an unknown part before writing anything
+            nodes_for_parts(proto, [p for p in self.options.int8_exclude if p != AUTO])  # refuse unknown parts early
         with staged_export(self.final_out) as self.out:
             self._write_set(proto)
         for artifact in self.result.artifacts:
@@ -145,9 +146,10 @@ class _Export:
             for target in int8_targets(self.options):
                 int8 = INT8_TARGET_FORMATS[target]
                 path = int8.path(self.out, self.name)
+                swept, exclude = self._sensitivity(prepared, target)
                 with atomic_path(path) as tmp:
                     made = build_int8(prepared, fp32_path, tmp, self.contract, data.calib.tensors, target,
-                                      self.options.calib_method, self.options.int8_exclude)
+                                      self.options.calib_method, exclude)
                     check = {"ran_on": "CPUExecutionProvider", "n_scans": len(self.verify),
                              **fidelity(self.fp32_logits, tmp, self.verify.tensors, self.contract)}
                     if eval_fp32 is not None:
@@ -156,7 +158,8 @@ class _Export:
                 self.onnx_paths[int8.key] = path
                 self.int8_missed[target] = _missed(check, evaluations.get(target))
                 models[target] = {"file": path.name, "calibrate_method": made.calib_method,
-                                  "method_selection": made.selection, "excluded_nodes": made.excluded_nodes,
+                                  "method_selection": made.selection, "excluded_parts": exclude,
+                                  "sensitivity": swept, "excluded_nodes": made.excluded_nodes,
                                   "verification": check, "evaluation": evaluations.get(target)}
                 self.result.artifacts.append(
                     _int8_artifact(int8, path, made.calib_method, check, evaluations.get(target)))
@@ -171,6 +174,18 @@ class _Export:
         self.sections["int8"] = report
         if evaluations:
             print_int8_table(evaluations, data.eval_source)
+
+    def _sensitivity(self, prepared: Path, target: str) -> tuple[list[dict] | None, list[str]]:
+        """(the sweep's rows or None, the parts kept in FP32): the sweep runs when asked or for --int8-exclude auto,
+        against FP32 on the labelled evaluation scans (else the verify scans)."""
+        exclude = list(self.options.int8_exclude)
+        if not (self.options.int8_sweep or AUTO in exclude):
+            return None, exclude
+        data = self.int8_data
+        check = data.eval_scans.tensors if data.eval_scans is not None else self.verify.tensors
+        method = "minmax" if self.options.calib_method == "auto" else self.options.calib_method
+        return sensitivity(prepared, self.onnx_paths["fp32"], data.calib.tensors, check, self.contract, target,
+                           method, exclude)
 
     def _engine(self, precision: str) -> dict:
         calib = self.int8_data.calib.tensors if self.int8_data is not None else None

@@ -121,6 +121,12 @@ def drop_unused_domains(proto: onnx.ModelProto) -> None:
     proto.opset_import.extend(kept)
 
 
+def graph_parts(proto: onnx.ModelProto) -> list[str]:
+    """The model's top-level parts as the exporter scoped its nodes ("/trunk/...", "/classifier/..."), in order."""
+    parts = [node.name.split("/")[1] for node in proto.graph.node if node.name.count("/") > 1]
+    return list(dict.fromkeys(parts))
+
+
 def nodes_for_parts(proto: onnx.ModelProto, parts: Sequence[str]) -> list[str]:
     """ONNX node names under each model part (module path segment such as "classifier", "trunk.12")."""
     names = [node.name for node in proto.graph.node]
@@ -128,8 +134,8 @@ def nodes_for_parts(proto: onnx.ModelProto, parts: Sequence[str]) -> list[str]:
     for part in parts:
         matches = [name for name in names if name == part or part in name.split("/")]
         if not matches:
-            scopes = sorted({name.split("/")[1] for name in names if name.count("/") > 1})
-            raise EdgeECGError(f"--int8-exclude {part!r} matches no node; parts in this graph: {', '.join(scopes)}")
+            scopes = ", ".join(sorted(graph_parts(proto)))
+            raise EdgeECGError(f"--int8-exclude {part!r} matches no node; parts in this graph: {scopes}")
         selected.extend(m for m in matches if m not in selected)
     return selected
 

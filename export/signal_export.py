@@ -53,6 +53,9 @@ def is_signal_run(source: str | Path) -> bool:
 
 def export_signal(options: ExportOptions) -> Path:
     """Write NAME.onnx (FP32) into the output folder and return its path."""
+    if options.int8_exclude or options.int8_sweep:
+        raise EdgeECGError("--int8-exclude and --int8-sweep apply to image models; a signal model's INT8 keeps only "
+                           "its out-of-distribution score in FP32 (try another --calib-method instead)")
     if options.trt or options.fp16_engine or "tensorrt" in options.int8_targets:
         raise EdgeECGError("signal models export to ONNX FP32 and CPU INT8 only: the network takes under 1 ms on a "
                            "CPU beside ~100 ms of page reading, so a GPU engine gains nothing (leave out --trt, "

@@ -274,6 +274,32 @@ def test_int8_evaluation_flags_missed_targets_loudly(capsys):
     assert compare_fp32_int8(fp32, fp32, labels, contract)["meets_targets"]
 
 
+def test_int8_sweep_scores_every_part_kept_in_fp32(tiny_run, scan_dir, eval_csv, tmp_path, capsys):
+    options = ExportOptions(source=tiny_run, out=tmp_path / "swept", verify_data=scan_dir, calib=scan_dir,
+                            int8=True, calib_method="minmax", eval_data=eval_csv, int8_sweep=True)
+    run_export(options)
+    model = json.loads((tmp_path / "swept" / "int8_report.json").read_text())["models"]["cpu"]
+    rows = model["sensitivity"]
+    assert [r["fp32_part"] for r in rows] == ["(none)", "trunk", "conv_block1", "conv_block2", "conv_block3",
+                                               "attention", "fusion", "classifier"]
+    assert all(0.0 <= r["top1_agreement"] <= 1.0 and r["mean_abs_delta_prob"] >= 0.0 for r in rows)
+    assert model["excluded_parts"] == []  # a sweep alone keeps nothing in FP32
+    assert "sensitivity: one part kept in FP32" in capsys.readouterr().out  # the table, beside the others
+
+
+def test_auto_keeps_the_most_helpful_parts_in_fp32_until_the_target(monkeypatch):
+    from edgeecg.export.sensitivity import Sweep
+
+    gains = {"attention": 0.05, "classifier": 0.03, "fusion": 0.01, "trunk": -0.02}
+    sweep = Sweep.__new__(Sweep)
+    monkeypatch.setattr(sweep, "score", lambda parts: {"top1_agreement": 0.90 + sum(gains[p] for p in parts)},
+                        raising=False)
+    rows = [{"fp32_part": "(none)", "top1_agreement": 0.90}] + [
+        {"fp32_part": part, "top1_agreement": 0.90 + gain} for part, gain in gains.items()]
+    assert sweep.choose(rows, []) == ["attention", "classifier"]  # 0.98 reached; fusion and trunk not needed
+    assert sweep.choose([{"fp32_part": "(none)", "top1_agreement": 0.99}, *rows[1:]], []) == []
+
+
 def test_an_int8_model_missing_its_targets_fails_the_export_once_the_set_is_written(
         tiny_run, scan_dir, eval_csv, tmp_path, monkeypatch, capsys):
     """Written and reported as FAILED, then a non-zero exit and one line (a deployment script must notice);
