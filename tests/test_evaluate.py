@@ -18,6 +18,7 @@ from edgeecg.metrics import (
     aggregate_folds,
     brier_score,
     classification_metrics,
+    ece_noise_floor,
     expected_calibration_error,
     fit_temperature,
     format_summary,
@@ -71,6 +72,17 @@ def test_ece_of_crafted_overconfident_predictor():
     assert expected_calibration_error(probs, y) == pytest.approx(by_hand)
     # With one bin the gap is pooled: |mean accuracy - mean confidence|.
     assert expected_calibration_error(probs, y, bins=1) == pytest.approx(abs(4 / 6 - (4 * 0.9 + 2 * 0.6) / 6))
+
+
+def test_ece_noise_floor_is_what_a_calibrated_model_shows_on_few_files():
+    rng = np.random.default_rng(1)
+    probs = rng.dirichlet(np.full(4, 0.5), size=250)
+    labels = [np.array([rng.choice(4, p=p) for p in probs]) for _ in range(100)]  # calibrated by construction
+    measured = np.mean([expected_calibration_error(probs, y) for y in labels])
+    floor = ece_noise_floor(probs)
+    assert floor == pytest.approx(measured, rel=0.15) and floor > 0.03  # binning noise on 250 files
+    assert ece_noise_floor(np.tile(probs, (8, 1))) < floor / 2  # shrinks with the number of files
+    assert ece_noise_floor(np.eye(4)[rng.integers(0, 4, 50)]) == 0.0  # certain and right: no noise
 
 
 def test_brier_matches_its_definition():
