@@ -192,7 +192,9 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[
 
     Keys: task, n_samples, classes, threshold, auc_roc_macro (the headline),
     auprc_macro, auc_undefined_classes, {precision,recall,f1}_macro at the
-    threshold, per_class {name: auc_roc, auprc, precision, recall, f1, support},
+    threshold, ece (the mean over classes of each sigmoid output's binary
+    ECE: is a 0.8 for MI right 80 % of the time?), per_class {name: auc_roc,
+    auprc, precision, recall, f1, ece, support},
     single_label {n_samples, accuracy, precision_macro, recall_macro, f1_macro}:
     samples with exactly one positive label scored by argmax, comparable with
     the single-label Mendeley task (metrics NaN when there are no such samples).
@@ -215,6 +217,9 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[
     p, r, f, _ = precision_recall_fscore_support(targets, predicted, average="macro", zero_division=0)
     metrics.update(precision_macro=float(p), recall_macro=float(r), f1_macro=float(f))
     p, r, f, support = precision_recall_fscore_support(targets, predicted, average=None, zero_division=np.nan)
+    ece = [expected_calibration_error(np.column_stack([1 - probs[:, i], probs[:, i]]), targets[:, i])
+           for i in range(len(classes))]
+    metrics["ece"] = float(np.mean(ece))
     metrics["per_class"] = {
         name: {
             "auc_roc": auc[i],
@@ -222,6 +227,7 @@ def multilabel_metrics(y_true: np.ndarray, probs: np.ndarray, classes: Sequence[
             "precision": float(p[i]),
             "recall": float(r[i]),
             "f1": float(f[i]),
+            "ece": ece[i],
             "support": int(support[i]),
         }
         for i, name in enumerate(classes)

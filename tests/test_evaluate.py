@@ -247,6 +247,9 @@ def test_multilabel_metrics_and_single_label_view():
     assert m["per_class"]["MI"]["precision"] == pytest.approx(1.0)
     assert m["per_class"]["MI"]["recall"] == pytest.approx(0.5)
     assert m["per_class"]["MI"]["support"] == 2
+    # MI's binary ECE: confidences 0.9 x3 (right), 0.7 (wrong), 0.8 x2 (right) -> (0.3 + 0.7 + 0.4) / 6
+    assert m["per_class"]["MI"]["ece"] == pytest.approx(1.4 / 6)
+    assert m["ece"] == pytest.approx(np.mean([m["per_class"][c]["ece"] for c in classes]))
     _assert_plain_json(m)
     agg = aggregate_folds([m, m])
     assert agg["single_label"]["accuracy"]["mean"] == pytest.approx(0.8)
