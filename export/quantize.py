@@ -121,9 +121,12 @@ def drop_unused_domains(proto: onnx.ModelProto) -> None:
     proto.opset_import.extend(kept)
 
 
-def graph_parts(proto: onnx.ModelProto) -> list[str]:
-    """The model's top-level parts as the exporter scoped its nodes ("/trunk/...", "/classifier/..."), in order."""
-    parts = [node.name.split("/")[1] for node in proto.graph.node if node.name.count("/") > 1]
+def graph_parts(proto: onnx.ModelProto, within: str | None = None) -> list[str]:
+    """The model's parts as the exporter scoped its nodes, in order: the top-level ones ("/trunk/...",
+    "/classifier/..."), or the blocks one level inside part `within` ("/trunk/trunk.3/...")."""
+    depth = 1 if within is None else 2
+    scopes = [node.name.split("/") for node in proto.graph.node]
+    parts = [s[depth] for s in scopes if len(s) > depth + 1 and (within is None or s[1] == within)]
     return list(dict.fromkeys(parts))
 
 

@@ -4,7 +4,9 @@ Each part of the graph (trunk, conv_block1..3, attention, fusion, classifier)
 is kept in FP32 in turn while the rest is quantized, and each such model is
 compared with FP32 on the checking scans (the labelled evaluation set when
 there is one): top-1 agreement and mean |delta probability|. The part whose
-FP32 copy brings the answers back is the one quantization costs. With
+FP32 copy brings the answers back is the one quantization costs; it is then
+swept block by block (trunk.0, trunk.1, ...), since keeping a whole trunk in
+FP32 would forfeit what INT8 is for. With
 `--int8-exclude auto` the most helpful parts are kept in FP32, one at a time and
 each combination re-measured, until the model agrees with FP32 on at least 98 %
 of the checking scans or no part helps any more.
@@ -53,19 +55,28 @@ class Sweep:
         return result
 
     def rows(self, kept: Sequence[str]) -> list[dict]:
-        """One row with only `kept` in FP32, then one per further part kept in FP32 as well."""
-        parts = [part for part in graph_parts(self.proto) if part not in kept]
-        out = []
-        for part in [NO_PART, *parts]:
-            step(f"INT8 ({self.target}) sensitivity: {part} in FP32")
-            extra = [] if part == NO_PART else [part]
-            out.append({"fp32_part": part, **self.score([*kept, *extra])})
+        """One row with only `kept` in FP32, then one per further part kept in FP32 as well; the part whose FP32
+        copy helps most is then opened up block by block (a whole trunk in FP32 would forfeit INT8's speed)."""
+        out = [self._row(NO_PART, kept)]
+        out += [self._row(part, kept) for part in graph_parts(self.proto) if part not in kept]
+        best = max(out[1:], key=lambda r: r["top1_agreement"], default=None)
+        if best is not None and best["top1_agreement"] > out[0]["top1_agreement"]:
+            blocks = graph_parts(self.proto, within=best["fp32_part"])
+            out += [self._row(block, kept, inside=best["fp32_part"]) for block in blocks if len(blocks) > 1]
         return out
 
+    def _row(self, part: str, kept: Sequence[str], inside: str | None = None) -> dict:
+        step(f"INT8 ({self.target}) sensitivity: {part} in FP32")
+        extra = [] if part == NO_PART else [part]
+        return {"fp32_part": part, "inside": inside, **self.score([*kept, *extra])}
+
     def choose(self, rows: list[dict], kept: Sequence[str]) -> list[str]:
-        """`kept` plus the most helpful parts, one at a time (each combination measured), until the target."""
+        """`kept` plus the most helpful parts, one at a time (each combination measured), until the target;
+        where a part was opened up, its blocks are tried instead of the whole part."""
         chosen, best = list(kept), rows[0]["top1_agreement"]
-        helpful = sorted((r for r in rows[1:] if r["top1_agreement"] > best), key=lambda r: -r["top1_agreement"])
+        opened = {r["inside"] for r in rows if r.get("inside")}
+        candidates = [r for r in rows[1:] if r["fp32_part"] not in opened]
+        helpful = sorted((r for r in candidates if r["top1_agreement"] > best), key=lambda r: -r["top1_agreement"])
         for row in helpful:
             if best >= MIN_TOP1_AGREEMENT:
                 break
@@ -93,7 +104,8 @@ def _print(rows: list[dict], target: str, scans: int, chosen: list[str]) -> None
     for column in ("part in FP32", "top-1 agree", "change", "mean |dp|"):
         table.add_column(column, justify="left" if column == "part in FP32" else "right")
     for row in rows:
-        table.add_row(row["fp32_part"], f"{row['top1_agreement']:.1%}",
+        name = row["fp32_part"] if not row.get("inside") else f"  {row['fp32_part']}"
+        table.add_row(name, f"{row['top1_agreement']:.1%}",
                       f"{(row['top1_agreement'] - baseline) * 100:+.1f} pp", f"{row['mean_abs_delta_prob']:.3f}")
     tables.print(table)
     step(f"INT8 ({target}): parts kept in FP32: {', '.join(chosen) or 'none'}")

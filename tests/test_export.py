@@ -280,8 +280,15 @@ def test_int8_sweep_scores_every_part_kept_in_fp32(tiny_run, scan_dir, eval_csv,
     run_export(options)
     model = json.loads((tmp_path / "swept" / "int8_report.json").read_text())["models"]["cpu"]
     rows = model["sensitivity"]
-    assert [r["fp32_part"] for r in rows] == ["(none)", "trunk", "conv_block1", "conv_block2", "conv_block3",
-                                               "attention", "fusion", "classifier"]
+    top = [r["fp32_part"] for r in rows if not r["inside"]]
+    assert top == ["(none)", "trunk", "conv_block1", "conv_block2", "conv_block3", "attention", "fusion",
+                   "classifier"]
+    best = max(rows[1:len(top)], key=lambda r: r["top1_agreement"])
+    opened = [r for r in rows if r["inside"]]
+    if best["top1_agreement"] > rows[0]["top1_agreement"]:  # the most helpful part is opened up block by block
+        assert opened and {r["inside"] for r in opened} == {best["fp32_part"]}
+    else:
+        assert not opened
     assert all(0.0 <= r["top1_agreement"] <= 1.0 and r["mean_abs_delta_prob"] >= 0.0 for r in rows)
     assert model["excluded_parts"] == []  # a sweep alone keeps nothing in FP32
     assert "sensitivity: one part kept in FP32" in capsys.readouterr().out  # the table, beside the others
@@ -294,10 +301,15 @@ def test_auto_keeps_the_most_helpful_parts_in_fp32_until_the_target(monkeypatch)
     sweep = Sweep.__new__(Sweep)
     monkeypatch.setattr(sweep, "score", lambda parts: {"top1_agreement": 0.90 + sum(gains[p] for p in parts)},
                         raising=False)
-    rows = [{"fp32_part": "(none)", "top1_agreement": 0.90}] + [
-        {"fp32_part": part, "top1_agreement": 0.90 + gain} for part, gain in gains.items()]
+    rows = [{"fp32_part": "(none)", "inside": None, "top1_agreement": 0.90}] + [
+        {"fp32_part": part, "inside": None, "top1_agreement": 0.90 + gain} for part, gain in gains.items()]
     assert sweep.choose(rows, []) == ["attention", "classifier"]  # 0.98 reached; fusion and trunk not needed
-    assert sweep.choose([{"fp32_part": "(none)", "top1_agreement": 0.99}, *rows[1:]], []) == []
+    assert sweep.choose([{**rows[0], "top1_agreement": 0.99}, *rows[1:]], []) == []
+    # an opened-up part: its blocks are the candidates, not the whole part
+    gains.update({"attention.0": 0.06, "attention.1": 0.03})
+    blocks = [{"fp32_part": b, "inside": "attention", "top1_agreement": 0.90 + gains[b]}
+              for b in ("attention.0", "attention.1")]
+    assert sweep.choose([*rows, *blocks], []) == ["attention.0", "classifier"]
 
 
 def test_an_int8_model_missing_its_targets_fails_the_export_once_the_set_is_written(
