@@ -41,6 +41,7 @@ RULED_ROW_SHARE = 0.3  # (a ruled line fills this share of its pixel row): a gre
 MAX_GREY_GRID_DARKNESS = 0.8  # ... when they are lighter than this share of the trace's darkness ...
 GREY_GRID_CUTS = (0.3, 0.55)  # ... and then the trace thresholds sit this far from the lines' darkness to the trace's
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
+SEPARATOR_MM = 65.0  # a column separator spans the panel rows (>= 75 mm); a QRS stroke, even 6 mV at 10 mm/mV, 60 mm at most
 # A phone photo is ~4000 px across (~14 px/mm on a page filling the frame); reading it at full size costs ~10x a
 # scan's time for no gain: 1800 px still gives ~6 px/mm on a full A4 frame (the shared scans have 4).
 MAX_READ_SIDE = 1800
@@ -126,7 +127,7 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     trace = _hysteresis(grey_ink, *_trace_thresholds(grey_ink, long_h, page.px_per_mm[1]))
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
-    straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm))
+    straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm, SEPARATOR_MM * px_per_mm))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
@@ -191,22 +192,40 @@ def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.take(strong, labels)  # the 8-bit mask straight from the table (faster than indexing, then casting)
 
 
-def _upright_bars(trace: np.ndarray, min_length: float) -> np.ndarray:
+def _upright_bars(trace: np.ndarray, min_length: float, min_run: float) -> np.ndarray:
     """uint8 mask of near-vertical straight lines at least `min_length` long (column separators).
 
-    No stroke of a trace is 25 mm tall and straight; a separator is, even when
-    a photo leaves it a degree or two off vertical.
+    A separator is straight, even when a photo leaves it a degree or two off
+    vertical, and runs across the panel rows. A QRS stroke can be straight and
+    25 mm tall too (hypertrophy: 3-6 mV, 30-60 mm at 10 mm/mV), so a line counts
+    only when the unbroken upright ink through it is at least `min_run` long.
     """
     bars = np.zeros_like(trace)
     lines = cv2.HoughLinesP(trace, 1, np.pi / 360, threshold=int(0.7 * min_length),
                             minLineLength=int(min_length), maxLineGap=2)
     for x1, y1, x2, y2 in ([] if lines is None else lines.reshape(-1, 4)):
-        if abs(x2 - x1) <= 0.05 * abs(y2 - y1):  # within about 3 degrees of vertical
+        upright = abs(x2 - x1) <= 0.05 * abs(y2 - y1)  # within about 3 degrees of vertical
+        if upright and _upright_run(trace, x1, y1, x2, y2) >= min_run:
             cv2.line(bars, (int(x1), int(y1)), (int(x2), int(y2)), 1, 2)
     # Hough finds the bar between the traces it crosses; the rest of it is any tall upright run in its columns
     columns = cv2.dilate(bars.any(axis=0).astype(np.uint8)[None, :], np.ones((1, 5), np.uint8))
     upright_runs = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((_odd(min_length / 3), 1), np.uint8))
     return cv2.bitwise_or(bars, upright_runs * columns)
+
+
+def _upright_run(trace: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> int:
+    """Length in px of the unbroken ink through a near-vertical line, in its column and the two beside it.
+
+    Hough finds a separator in pieces between the traces crossing it; the ink
+    itself runs on through the crossings.
+    """
+    x = int(round((x1 + x2) / 2))
+    top, bottom = min(y1, y2), max(y1, y2)
+    gaps = np.flatnonzero(~trace[:, max(0, x - 1): x + 2].any(axis=1))
+    above, below = gaps[gaps < top], gaps[gaps > bottom]
+    start = above[-1] + 1 if len(above) else 0
+    end = below[0] if len(below) else trace.shape[0]
+    return int(end - start)
 
 
 def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: float = 25.0) -> PageGeometry:
