@@ -146,10 +146,10 @@ class _Export:
             for target in int8_targets(self.options):
                 int8 = INT8_TARGET_FORMATS[target]
                 path = int8.path(self.out, self.name)
-                swept, exclude = self._sensitivity(prepared, target)
+                swept, exclude, method = self._sensitivity(prepared, target)
                 with atomic_path(path) as tmp:
-                    made = build_int8(prepared, fp32_path, tmp, self.contract, data.calib.tensors, target,
-                                      self.options.calib_method, exclude)
+                    made = build_int8(prepared, fp32_path, tmp, self.contract, data.calib.tensors, target, method,
+                                      exclude)
                     check = {"ran_on": "CPUExecutionProvider", "n_scans": len(self.verify),
                              **fidelity(self.fp32_logits, tmp, self.verify.tensors, self.contract)}
                     if eval_fp32 is not None:
@@ -175,17 +175,19 @@ class _Export:
         if evaluations:
             print_int8_table(evaluations, data.eval_source)
 
-    def _sensitivity(self, prepared: Path, target: str) -> tuple[list[dict] | None, list[str]]:
-        """(the sweep's rows or None, the parts kept in FP32): the sweep runs when asked or for --int8-exclude auto,
-        against FP32 on the labelled evaluation scans (else the verify scans)."""
-        exclude = list(self.options.int8_exclude)
+    def _sensitivity(self, prepared: Path, target: str) -> tuple[list[dict] | None, list[str], str]:
+        """(the sweep's rows or None, the parts kept in FP32, the calibration method of the final model): the sweep
+        runs when asked or for --int8-exclude auto, against FP32 on the labelled evaluation scans (else the verify
+        scans), with one calibration method (minmax for auto); parts it chose are quantized with that method."""
+        exclude, method = list(self.options.int8_exclude), self.options.calib_method
         if not (self.options.int8_sweep or AUTO in exclude):
-            return None, exclude
+            return None, exclude, method
         data = self.int8_data
         check = data.eval_scans.tensors if data.eval_scans is not None else self.verify.tensors
-        method = "minmax" if self.options.calib_method == "auto" else self.options.calib_method
-        return sensitivity(prepared, self.onnx_paths["fp32"], data.calib.tensors, check, self.contract, target,
-                           method, exclude)
+        swept_with = "minmax" if method == "auto" else method
+        rows, kept = sensitivity(prepared, self.onnx_paths["fp32"], data.calib.tensors, check, self.contract,
+                                 target, swept_with, exclude)
+        return rows, kept, swept_with if AUTO in exclude else method
 
     def _engine(self, precision: str) -> dict:
         calib = self.int8_data.calib.tensors if self.int8_data is not None else None
