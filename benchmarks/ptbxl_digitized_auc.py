@@ -1,6 +1,7 @@
 """PTB-XL fold 9 through the whole runtime: macro AUC of a shipped signal model from the recorded signals,
 from digitized clean renders and from digitized photo-like renders of the same records.
 
+ECE is each sigmoid output's binary ECE, averaged over the classes (`edgeecg.metrics.multilabel_metrics`).
 The renders use `edgeecg.render.random_options` (3x4+1 layout, random grid styles; "photo" adds rotation,
 perspective, creases, blur, noise and JPEG); each page is read by `edgeecg.digitize` exactly as
 `edgeecg infer` reads a page. A page the digitizer cannot read counts as all-masked input (the model's
@@ -15,12 +16,12 @@ import argparse
 import time
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from edgeecg.digitize import digitize
 from edgeecg.errors import EdgeECGError
 from edgeecg.layouts import LEADS
 from edgeecg.machine import cpu_model
+from edgeecg.metrics import multilabel_metrics
 from edgeecg.registry import resolve_model
 from edgeecg.render import random_options, render_printout
 from edgeecg.signal_input import resample
@@ -61,12 +62,13 @@ def main() -> None:
             probs[name].append(model.probabilities(leads[None])[0])
     print(f"machine: {cpu_model()}; model {model.path.name}; {len(test)} fold-9 records; "
           f"{time.perf_counter() - started:.0f} s")
-    print("| input | macro AUC | " + " | ".join(SUPERCLASSES) + " | pages not read |")
-    print("|---|---|" + "---|" * len(SUPERCLASSES) + "---|")
+    print("| input | macro AUC | " + " | ".join(SUPERCLASSES) + " | ECE | pages not read |")
+    print("|---|---|" + "---|" * len(SUPERCLASSES) + "---|---|")
     for name, p in probs.items():
-        p = np.asarray(p)
-        aucs = [roc_auc_score(targets[:, i], p[:, i]) for i in range(len(SUPERCLASSES))]
-        print(f"| {name} | {np.mean(aucs):.3f} | " + " | ".join(f"{a:.3f}" for a in aucs) + f" | {unread[name]} |")
+        m = multilabel_metrics(targets, np.asarray(p), SUPERCLASSES)
+        aucs = [m["per_class"][c]["auc_roc"] for c in SUPERCLASSES]
+        print(f"| {name} | {m['auc_roc_macro']:.3f} | " + " | ".join(f"{a:.3f}" for a in aucs)
+              + f" | {m['ece']:.3f} | {unread[name]} |")
 
 
 if __name__ == "__main__":
