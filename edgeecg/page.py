@@ -7,7 +7,8 @@ without an outline box. That grid is the page's ruler:
 1. ink maps: each pixel's darkness relative to the local paper level, per
    channel. Trace and text ink is dark in every channel; grid ink is lighter
    or coloured (dark in some channels only); a grey or black grid is told
-   from the trace by its thin, straight, page-long lines, lighter than the trace;
+   from the trace by its thin, straight, page-long lines, lighter than the trace,
+   or where a photo breaks them, by their place on the grid's lattice;
 2. the grid region: the outline box when the template prints one (the
    cropper of `edgeecg.crop`, which also corrects a phone photo's
    perspective), otherwise the largest quadrilateral covering the ruled area;
@@ -40,6 +41,10 @@ MAX_RULED_SPACING_MM = 5.5  # ... typically no further apart than a 5 mm square 
 RULED_ROW_SHARE = 0.3  # (a ruled line fills this share of its pixel row): a grey or black grid ...
 MAX_GREY_GRID_DARKNESS = 0.8  # ... when they are lighter than this share of the trace's darkness ...
 GREY_GRID_CUTS = (0.3, 0.55)  # ... and then the trace thresholds sit this far from the lines' darkness to the trace's
+RULED_RUN_MM = 3.0  # a ruled line is level (or upright) ink at least this long; a trace crosses it in less
+NOISE_RUN_PX = 3  # px: the run along a line over which a photo's noise is averaged before its darkness is taken
+RULED_LINE_SHARE = 0.025  # the level lattice lines (>= 5 % of the region's pixels) cover more than this share ...
+LATTICE_DARKNESS = FAINT_TRACE_DARKNESS / 2  # ... darker than this when they need removing (else no faint trace joins)
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 SEPARATOR_MM = 65.0  # a column separator spans the panel rows (>= 75 mm); a QRS stroke, even 6 mV at 10 mm/mV, 60 mm at most
 # A phone photo is ~4000 px across (~14 px/mm on a page filling the frame); reading it at full size costs ~10x a
@@ -124,7 +129,10 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
     grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
     long_h = _odd(LONG_LINE_MM * px_per_mm)
-    trace = _hysteresis(grey_ink, *_trace_thresholds(grey_ink, long_h, page.px_per_mm[1]))
+    thresholds = _trace_thresholds(grey_ink, long_h, page.px_per_mm[1])
+    if thresholds == (FAINT_TRACE_DARKNESS, TRACE_DARKNESS):  # no unbroken ruled lines: a photo's are sought by position
+        grey_ink = _without_ruled_lines(grey_ink, page, px_per_mm)
+    trace = _hysteresis(grey_ink, *thresholds)
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm, SEPARATOR_MM * px_per_mm))
@@ -133,6 +141,59 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
     return trace, np.clip(grey_ink, 0.0, 1.0)
+
+
+def _without_ruled_lines(grey_ink: np.ndarray, page: PageGeometry, px_per_mm: float) -> np.ndarray:
+    """`grey_ink` less the darkness of the grid lines it shows, where they show dark enough to pass for trace.
+
+    A grey or black grid (or a coloured one a photo has washed out) is as grey
+    as the trace. On a photo its lines are too broken and drifting to be found
+    as page-long lines, and darkness alone cannot tell them from a faint trace.
+    Their position can: they lie on the grid's lattice. Each pixel's ruled-line
+    darkness is the darkness of level and upright ink at the same place one and
+    two 5 mm periods away (`_lattice_floor`): a line is there, a trace is not
+    (it is no periodic pattern). So the trace keeps its darkness off the
+    lattice, and on it only what it has beyond the line's own darkness (a trace
+    running along or across a line stays); a coloured grid, light in this map,
+    leaves it unchanged.
+    """
+    period_5mm = [period * 5.0 / page.grid_period_mm for period in page.grid_period_px]
+    run = _odd(RULED_RUN_MM * px_per_mm)
+    ink = cv2.max(grey_ink, 0.0)
+    level = cv2.morphologyEx(cv2.blur(ink, (NOISE_RUN_PX, 1)), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    level = _lattice_floor(level, period_5mm[1], 0)
+    # the level lines alone tell (a coloured page, most pages, is spared the upright ones' cost)
+    if cv2.countNonZero(cv2.compare(level, LATTICE_DARKNESS, cv2.CMP_GT)) <= RULED_LINE_SHARE * level.size:
+        return grey_ink  # no grid lines dark enough to be taken for trace
+    upright = cv2.morphologyEx(cv2.blur(ink, (1, NOISE_RUN_PX)), cv2.MORPH_OPEN, np.ones((run, 1), np.uint8))
+    return cv2.subtract(grey_ink, cv2.max(level, _lattice_floor(upright, period_5mm[0], 1)))
+
+
+def _lattice_floor(ink: np.ndarray, period: float, axis: int) -> np.ndarray:
+    """Per pixel of `ink`, the darkness it shares with the pixels one and two periods away along `axis`
+    (0: above and below): the second lowest of those four, as one may hold a trace crossing the line.
+
+    A ruled line repeats there; a trace (even a flat stretch, or a 5 mm wide calibration pulse) does not.
+    Off the page a neighbour does not count: near its edge the lowest of those on it is taken.
+    """
+    size = ink.shape[axis]
+    shifts = [int(round(k * period)) for k in (-2, -1, 1, 2)]
+    reach = max(abs(s) for s in shifts)
+    pads = (reach, reach, 0, 0) if axis == 0 else (0, 0, reach, reach)
+    padded = cv2.copyMakeBorder(ink, *pads, cv2.BORDER_CONSTANT, value=np.inf)
+    a, b, c, d = (padded[reach + s: reach + s + size] if axis == 0 else padded[:, reach + s: reach + s + size]
+                  for s in shifts)
+    low1, high1, low2, high2 = cv2.min(a, b), cv2.max(a, b), cv2.min(c, d), cv2.max(c, d)
+    floor = cv2.min(cv2.max(low1, low2), cv2.min(high1, high2))  # the second lowest of four
+    index = np.arange(size)
+    on_page = sum(((index + s >= 0) & (index + s < size)).astype(np.int8) for s in shifts)
+    near = index[on_page < 3]  # near the edge two neighbours at most are on the page: both must agree
+    lowest = cv2.min(low1, low2)
+    if axis == 0:
+        floor[near] = lowest[near]
+    else:
+        floor[:, near] = lowest[:, near]
+    return floor
 
 
 def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> tuple[float, float]:
