@@ -42,6 +42,8 @@ class ExportOptions:
     def __post_init__(self) -> None:
         if self.trt_calibrator == "legacy" and not (self.trt and self.int8):
             raise EdgeECGError("--trt-calibrator legacy needs --trt --int8")
+        if (self.int8_exclude or self.int8_sweep) and not self.int8:
+            raise EdgeECGError("--int8-exclude and --int8-sweep shape the INT8 model: add --int8")
 
 
 @dataclass

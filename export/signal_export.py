@@ -33,7 +33,7 @@ from edgeecg.train.signal_data import load_digitized
 import onnx
 
 from .calibration import resolve_calib_dir
-from .int8_eval import EVAL_CSV_NAME, MAX_ACCURACY_DROP_PP, MIN_TOP1_AGREEMENT, require_int8_targets
+from .int8_eval import EVAL_CSV_NAME, require_int8_targets, targets_missed
 from .onnx_io import check_onnx, set_contract
 from .quantize import CALIB_METHODS, drop_unused_domains, prepare_for_quantization, quantize_int8
 from .onnx_export import export_onnx, require_parity, torch_logits
@@ -181,11 +181,7 @@ def _report_fidelity(fp32: SignalModel, int8: SignalModel, table, spec, source) 
     acc32, acc8 = float((p32.argmax(1) == labels).mean()), float((p8.argmax(1) == labels).mean())
     line = (f"INT8 vs FP32 on {len(labels)} files of {source}: top-1 agreement {agreement:.1%}, accuracy "
             f"{acc32:.1%} -> {acc8:.1%} ({(acc8 - acc32) * 100:+.1f} pp)")
-    missed = []
-    if agreement < MIN_TOP1_AGREEMENT:
-        missed.append(f"top-1 agreement {agreement:.1%} (needs {MIN_TOP1_AGREEMENT:.0%})")
-    if (acc32 - acc8) * 100 > MAX_ACCURACY_DROP_PP:
-        missed.append(f"accuracy drops by {(acc32 - acc8) * 100:.2f} pp (limit {MAX_ACCURACY_DROP_PP:g} pp)")
+    missed = targets_missed({"accuracy_drop_pp": (acc32 - acc8) * 100, "top1_agreement": agreement})
     if missed:
         warn(f"{line}: misses the targets")
     else:

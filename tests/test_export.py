@@ -357,6 +357,12 @@ def test_legacy_calibrator_needs_trt_and_int8(tiny_run, monkeypatch, capsys):
         assert code == 2 and err.strip() == "error: --trt-calibrator legacy needs --trt --int8", extra
 
 
+def test_int8_shaping_options_need_int8(tiny_run, monkeypatch, capsys):
+    for extra in (("--int8-sweep",), ("--int8-exclude", "auto"), ("--int8-exclude", "classifier")):
+        code, _, err = run_cli(monkeypatch, capsys, "export", tiny_run, *extra)
+        assert code == 2 and err.strip() == "error: --int8-exclude and --int8-sweep shape the INT8 model: add --int8"
+
+
 def test_a_foreign_checkpoint_is_one_line(tmp_path, monkeypatch, capsys):
     torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
     code, _, err = run_cli(monkeypatch, capsys, "export", tmp_path / "other.pt")
