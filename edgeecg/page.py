@@ -275,19 +275,14 @@ def _upright_bars(trace: np.ndarray, min_length: float, min_run: float) -> np.nd
 
 
 def _upright_run(trace: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> int:
-    """Length in px of the unbroken ink along a near-vertical line, within a pixel either side of it.
+    """Length in px of the unbroken ink through a near-vertical line, in its column and the two beside it.
 
     Hough finds a separator in pieces between the traces crossing it; the ink
-    itself runs on through the crossings. It is followed along the line's own
-    slope, as a photo leaves a separator a degree or two off vertical.
+    itself runs on through the crossings.
     """
+    x = int(round((x1 + x2) / 2))
     top, bottom = min(y1, y2), max(y1, y2)
-    rows = np.arange(trace.shape[0])
-    x = np.rint(x1 + (rows - y1) * (x2 - x1) / (y2 - y1)).astype(int)  # upright: y1 != y2
-    inked = np.zeros(len(rows), bool)
-    for dx in (-1, 0, 1):
-        inked |= trace[rows, np.clip(x + dx, 0, trace.shape[1] - 1)] > 0
-    gaps = np.flatnonzero(~inked)
+    gaps = np.flatnonzero(~trace[:, max(0, x - 1): x + 2].any(axis=1))
     above, below = gaps[gaps < top], gaps[gaps > bottom]
     start = above[-1] + 1 if len(above) else 0
     end = below[0] if len(below) else trace.shape[0]
