@@ -11,9 +11,12 @@ Prints one table: per layout and condition, how often the layout was read,
 the median SNR (dB, best shift within +-0.2 s and offset, as in the PhysioNet
 Challenge 2024) and Pearson r over all leads, and the median page-reading +
 digitization time on this machine (one process; the machine is stated).
+`--by-style` prints it per grid style instead (3x4+1 pages, every record drawn
+in every style, paper tones in turn), with the share of leads read at r < 0.5:
+a style the reader fails on hides in a median over mixed styles.
 
     python benchmarks/digitize_snr.py --pages 5 [--ptbxl ../shared/data/ptbxl-subset] [--ludb ../shared/data/ludb-printouts]
-                                      [--px-per-mm 12]
+                                      [--px-per-mm 12] [--by-style]
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from edgeecg.errors import EdgeECGError
 from edgeecg.layouts import LAYOUTS, LEADS
 from edgeecg.machine import cpu_model
 from edgeecg.render import random_options, render_printout
+from edgeecg.render_grid import GRID_STYLES, PAPER_TONES
 from edgeecg.signal_score import score_lead
 from edgeecg.synthetic import synthetic_ecg
 
 FS = 500.0
+BAD_LEAD_R = 0.5  # a lead read at a lower Pearson r than this is mostly not the lead
 
 
 def _score(truth: np.ndarray, estimate: np.ndarray, rate: float) -> list:
@@ -62,14 +67,19 @@ def _signals(pages: int, ptbxl: Path | None) -> list[tuple[np.ndarray, float]]:
              float(r.fs)) for r in records]
 
 
-def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None) -> list[tuple]:
+def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None, by_style: bool) -> list[tuple]:
+    """One row per layout (or grid style) and condition: (name, condition, read, SNR, r, share r < 0.5, ms)."""
     rows = []
     signals = _signals(pages, ptbxl)
-    for name in LAYOUTS:
+    papers = list(PAPER_TONES)
+    for name in (GRID_STYLES if by_style else LAYOUTS):
+        layout = "3x4+1" if by_style else name
         for condition in ("clean", "photo"):
             found, snrs, rs, ms = 0, [], [], []
             for seed, (signal, rate) in enumerate(signals):
-                options = random_options(seed, photo=condition == "photo", layout=name)
+                options = random_options(seed, photo=condition == "photo", layout=layout)
+                if by_style:
+                    options = options.with_style(name, papers[seed % len(papers)])
                 if px_per_mm:  # a phone photo of a page is ~3x the shared scans' resolution
                     options = replace(options, px_per_mm=px_per_mm)
                 page = render_printout(np.nan_to_num(signal), rate, options, seed=seed)
@@ -79,11 +89,12 @@ def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None) -> lis
                 except EdgeECGError:
                     continue
                 ms.append((time.perf_counter() - start) * 1e3)
-                found += result.layout == name
+                found += result.layout == layout
                 scores = _score(_at_rate(np.nan_to_num(signal) - page.baseline_mv, rate, FS), result.signal, FS)
                 snrs += [s.snr_db for s in scores]
                 rs += [s.pearson_r for s in scores]
-            rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), _median(ms)))
+            bad = float(np.mean(np.asarray(rs) < BAD_LEAD_R)) if rs else float("nan")
+            rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), bad, _median(ms)))
     return rows
 
 
@@ -107,7 +118,9 @@ def _ludb_row(folder: Path, limit: int) -> tuple:
         scores = _score(record.p_signal[:, order], result.signal, record.fs)
         snrs += [s.snr_db for s in scores]
         rs += [s.pearson_r for s in scores]
-    return ("3x4+1 (LUDB, ECGMiner)", "jpeg q75", f"{found}/{len(entries)}", _median(snrs), _median(rs), _median(ms))
+    bad = float(np.mean(np.asarray(rs) < BAD_LEAD_R)) if rs else float("nan")
+    return ("3x4+1 (LUDB, ECGMiner)", "jpeg q75", f"{found}/{len(entries)}", _median(snrs), _median(rs), bad,
+            _median(ms))
 
 
 def _median(values: list) -> float:
@@ -121,18 +134,21 @@ def main() -> None:
     parser.add_argument("--ludb", type=Path, help="folder of the LUDB printouts (manifest.csv, images/, records/)")
     parser.add_argument("--ludb-limit", type=int, default=100)
     parser.add_argument("--px-per-mm", type=float, help="render at this resolution (default: the shared scans' 3.95)")
+    parser.add_argument("--by-style", action="store_true", help="rows per grid style (3x4+1 pages) instead of layout")
     args = parser.parse_args()
-    rows = _render_rows(args.pages, args.ptbxl, args.px_per_mm)
+    rows = _render_rows(args.pages, args.ptbxl, args.px_per_mm, args.by_style)
     if args.ludb:
         rows.append(_ludb_row(args.ludb, args.ludb_limit))
     source = f"PTB-XL fold 9 ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
     resolution = f"{args.px_per_mm:g} px/mm" if args.px_per_mm else "default resolution"
-    print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, random styles, "
+    styles = "every grid style, 3x4+1" if args.by_style else "random styles"
+    print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, {styles}, "
           f"{resolution}")
-    print("| layout | pages | layout read | median SNR dB | median r | median ms |")
-    print("|---|---|---|---|---|---|")
-    for name, condition, found, snr, r, ms in rows:
-        print(f"| {name} | {condition} | {found} | {snr:.1f} | {r:.3f} | {ms:.0f} |")
+    print(f"| {'grid' if args.by_style else 'layout'} | pages | layout read | median SNR dB | median r "
+          f"| leads r < {BAD_LEAD_R:g} | median ms |")
+    print("|---|---|---|---|---|---|---|")
+    for name, condition, found, snr, r, bad, ms in rows:
+        print(f"| {name} | {condition} | {found} | {snr:.1f} | {r:.3f} | {bad:.1%} | {ms:.0f} |")
 
 
 if __name__ == "__main__":
