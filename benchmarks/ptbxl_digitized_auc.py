@@ -1,4 +1,4 @@
-"""PTB-XL fold 9 through the whole runtime: macro AUC of a shipped signal model from the recorded signals,
+"""PTB-XL fold 9 (or another --fold) through the whole runtime: macro AUC of a shipped signal model from the recorded signals,
 from digitized clean renders and from digitized photo-like renders of the same records.
 
 ECE is each sigmoid output's binary ECE, averaged over the classes (`edgeecg.metrics.multilabel_metrics`).
@@ -7,7 +7,7 @@ perspective, creases, blur, noise and JPEG); each page is read by `edgeecg.digit
 `edgeecg infer` reads a page. A page the digitizer cannot read counts as all-masked input (the model's
 answer without leads), so refusals cost AUC here instead of being left out.
 
-    python benchmarks/ptbxl_digitized_auc.py ../shared/data/ptbxl-subset [--model ptbxl-signal] [--limit N]
+    python benchmarks/ptbxl_digitized_auc.py ../shared/data/ptbxl-subset [--model ptbxl-signal] [--limit N] [--fold 8]
 """
 
 from __future__ import annotations
@@ -35,11 +35,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ptbxl", help="PTB-XL folder (ptbxl_database.csv, records100/)")
     parser.add_argument("--model", default="ptbxl-signal", help="shipped signal model name or .onnx file")
-    parser.add_argument("--limit", type=int, help="only the first N fold-9 records")
+    parser.add_argument("--limit", type=int, help="only the first N records of the fold")
+    parser.add_argument("--fold", type=int, default=9, help="strat_fold to score: 9 is the test fold, 8 the "
+                                                            "validation fold a choice between models is made on")
     args = parser.parse_args()
     model = SignalModel(resolve_model(args.model))
     table = load_ptbxl(args.ptbxl)
-    test = table[table.strat_fold == 9]
+    test = table[table.strat_fold == args.fold]
     if args.limit:
         test = test.iloc[: args.limit]
     targets = multi_hot(test)
@@ -60,7 +62,7 @@ def main() -> None:
                 unread[name] += 1
                 leads = np.full((spec.length, len(LEADS)), np.nan, np.float32)
             probs[name].append(model.probabilities(leads[None])[0])
-    print(f"machine: {cpu_model()}; model {model.path.name}; {len(test)} fold-9 records; "
+    print(f"machine: {cpu_model()}; model {model.path.name}; {len(test)} fold-{args.fold} records; "
           f"{time.perf_counter() - started:.0f} s")
     print("| input | macro AUC | " + " | ".join(SUPERCLASSES) + " | ECE | pages not read |")
     print("|---|---|" + "---|" * len(SUPERCLASSES) + "---|---|")
