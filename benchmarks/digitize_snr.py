@@ -93,8 +93,8 @@ def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None, by_sty
                 scores = _score(_at_rate(np.nan_to_num(signal) - page.baseline_mv, rate, FS), result.signal, FS)
                 snrs += [s.snr_db for s in scores]
                 rs += [s.pearson_r for s in scores]
-            bad = float(np.mean(np.asarray(rs) < BAD_LEAD_R)) if rs else float("nan")
-            rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), bad, _median(ms)))
+            rows.append((name, condition, f"{found}/{len(signals)}", _median(snrs), _median(rs), _bad_share(rs),
+                         _median(ms)))
     return rows
 
 
@@ -118,9 +118,13 @@ def _ludb_row(folder: Path, limit: int) -> tuple:
         scores = _score(record.p_signal[:, order], result.signal, record.fs)
         snrs += [s.snr_db for s in scores]
         rs += [s.pearson_r for s in scores]
-    bad = float(np.mean(np.asarray(rs) < BAD_LEAD_R)) if rs else float("nan")
-    return ("3x4+1 (LUDB, ECGMiner)", "jpeg q75", f"{found}/{len(entries)}", _median(snrs), _median(rs), bad,
-            _median(ms))
+    return ("3x4+1 (LUDB, ECGMiner)", "jpeg q75", f"{found}/{len(entries)}", _median(snrs), _median(rs),
+            _bad_share(rs), _median(ms))
+
+
+def _bad_share(rs: list) -> float:
+    """The share of leads read at a Pearson r below BAD_LEAD_R (NaN when no lead was read)."""
+    return float(np.mean(np.asarray(rs) < BAD_LEAD_R)) if rs else float("nan")
 
 
 def _median(values: list) -> float:

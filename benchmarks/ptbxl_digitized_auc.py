@@ -1,5 +1,7 @@
-"""PTB-XL fold 9 (or another --fold) through the whole runtime: macro AUC of a shipped signal model from the recorded signals,
-from digitized clean renders and from digitized photo-like renders of the same records.
+"""PTB-XL through the whole runtime: macro AUC and ECE of a signal model, recorded signals against digitized pages.
+
+Fold 9 (the test fold) unless `--fold` says otherwise (8, the validation fold, is where a choice between models
+is made): the recorded signals, digitized clean renders and digitized photo-like renders of the same records.
 
 ECE is each sigmoid output's binary ECE, averaged over the classes (`edgeecg.metrics.multilabel_metrics`).
 The renders use `edgeecg.render.random_options` (3x4+1 layout, random grid styles; "photo" adds rotation,
