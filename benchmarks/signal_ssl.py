@@ -40,7 +40,9 @@ from torch.utils.data import DataLoader, Dataset
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgeecg.backends import sigmoid  # noqa: E402
 from edgeecg.machine import cpu_model  # noqa: E402
+from edgeecg.metrics import multilabel_metrics  # noqa: E402
 from edgeecg.signal_input import SignalSpec, batch_input, model_input  # noqa: E402
 from edgeecg.train import ptbxl  # noqa: E402
 from edgeecg.train.config import preset_config  # noqa: E402
@@ -53,7 +55,7 @@ from edgeecg.train.signal_data import jitter, masked_copy, panel_mask, predict_s
 from edgeecg.train.signal_modality import SignalModality  # noqa: E402
 from edgeecg.train.signal_model import SignalResNet, load_trunk  # noqa: E402
 from edgeecg.train.ssl import embedding_spread  # noqa: E402
-from edgeecg.train.ssl_probe import NoProgress  # noqa: E402
+from edgeecg.train.ssl_probe import NoProgress, probe_batches, reestimate_batchnorm  # noqa: E402
 
 DEVICE = torch.device("cpu")
 
@@ -130,33 +132,15 @@ def pretrain(model: SignalResNet, signals: np.ndarray, spec: SignalSpec, args) -
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: SignalResNet, inputs: np.ndarray, batch: int = 64) -> None:
-    """BatchNorm running statistics re-estimated on `inputs` (cumulative average), weights unchanged."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    order = np.random.default_rng(0).permutation(len(inputs))
-    for start in range(0, len(inputs) - 1, batch):
-        model.features(torch.from_numpy(inputs[np.sort(order[start:start + batch])]))
-    for m in norms:
-        m.momentum = 0.1
-    model.eval()
-
-
-@torch.no_grad()
 def features(model: SignalResNet, inputs: np.ndarray, batch: int = 128) -> np.ndarray:
     model.eval()
     return np.concatenate([model.features(torch.from_numpy(inputs[s:s + batch])).numpy()
                            for s in range(0, len(inputs), batch)])
 
 
-def macro_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    present = (y.sum(0) > 0) & (y.sum(0) < len(y))
-    return float(roc_auc_score(y[:, present], scores[:, present], average="macro"))
+def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Macro AUC-ROC over the superclasses present (`edgeecg.metrics`, as every run reports it)."""
+    return multilabel_metrics(y, probs, ptbxl.SUPERCLASSES)["auc_roc_macro"]
 
 
 def probe(train: tuple, val: tuple, test: tuple, grid: list[float]) -> tuple[float, float, float]:
@@ -179,7 +163,8 @@ def probe(train: tuple, val: tuple, test: tuple, grid: list[float]) -> tuple[flo
 
 def probe_network(model: SignalResNet, inputs: dict, labels: dict, grid: list[float]) -> dict:
     """Probe results for the recorded and the panel-masked inputs (BN re-estimated on both training sets)."""
-    recalibrate_batchnorm(model, np.concatenate([inputs["train"], inputs["train_panels"]]))
+    train = np.concatenate([inputs["train"], inputs["train_panels"]])
+    reestimate_batchnorm(model, (torch.from_numpy(train[index]) for index in probe_batches(len(train))))
     feats = {name: features(model, x) for name, x in inputs.items()}
     out = {}
     for kind, suffix in (("recorded", ""), ("panels", "_panels")):
@@ -203,8 +188,8 @@ def finetune(init: SignalResNet | None, signals: dict, labels: dict, args) -> tu
                      lambda line: print(line, flush=True), NoProgress(), "init=ssl" if init else "init=random",
                      signals["validation"], labels["validation"], modality=modality)
     seconds = time.perf_counter() - tick
-    aucs = [macro_auc(labels["test"], predict_signal_logits(fitted.model, signals[name], modality.spec, DEVICE))
-            for name in ("test", "test_panels")]
+    aucs = [macro_auc(labels["test"], sigmoid(predict_signal_logits(fitted.model, signals[name], modality.spec,
+                                                                    DEVICE))) for name in ("test", "test_panels")]
     return aucs[0], aucs[1], fitted.best_epoch, seconds
 
 

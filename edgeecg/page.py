@@ -130,8 +130,8 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
     long_h = _odd(LONG_LINE_MM * px_per_mm)
     thresholds = _trace_thresholds(grey_ink, long_h, page.px_per_mm[1])
-    if thresholds == (FAINT_TRACE_DARKNESS, TRACE_DARKNESS):  # no unbroken ruled lines: a photo's are sought by position
-        grey_ink = _without_ruled_lines(grey_ink, page, px_per_mm)
+    if thresholds is None:  # no unbroken ruled lines: a photo's are sought by their position
+        grey_ink, thresholds = _without_ruled_lines(grey_ink, page, px_per_mm), (FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     trace = _hysteresis(grey_ink, *thresholds)
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
     straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
@@ -196,8 +196,9 @@ def _lattice_floor(ink: np.ndarray, period: float, axis: int) -> np.ndarray:
     return floor
 
 
-def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> tuple[float, float]:
-    """(low, high) grey-ink darkness of trace ink for `_hysteresis`.
+def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> tuple[float, float] | None:
+    """(low, high) grey-ink darkness of trace ink for `_hysteresis` where a grey or black grid shows unbroken
+    ruled lines; None where it does not (the fixed thresholds then hold, after `_without_ruled_lines`).
 
     A coloured grid is light in the grey-ink map and the fixed thresholds hold.
     A grey or black grid (a photocopy, a greyscale scan, a black-ruled cart) is
@@ -212,11 +213,11 @@ def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> 
     ruled_rows = cv2.reduce(lines, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel() > RULED_ROW_SHARE * 255
     starts = np.nonzero(np.diff(ruled_rows.astype(np.int8), prepend=0) == 1)[0]
     if len(starts) < MIN_GREY_GRID_LINES or np.median(np.diff(starts)) > MAX_RULED_SPACING_MM * px_per_mm_y:
-        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS  # creases, frame lines or the flat rows of a 12x1 trace: no grid
+        return None  # creases, frame lines or the flat rows of a 12x1 trace: no grid
     ruled = float(np.percentile(grey_ink[lines > 0], 90))
     ink = float(np.percentile(grey_ink, 99.5))
     if ruled > MAX_GREY_GRID_DARKNESS * ink:
-        return FAINT_TRACE_DARKNESS, TRACE_DARKNESS
+        return None
     low, high = (ruled + cut * max(0.0, ink - ruled) for cut in GREY_GRID_CUTS)
     return max(FAINT_TRACE_DARKNESS, low), max(TRACE_DARKNESS, high)
 

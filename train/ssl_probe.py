@@ -9,6 +9,8 @@ normalisation only), the network in eval mode.
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,29 @@ def embed(model: SimCardioNet, images: np.ndarray, device: torch.device,
 
 
 @torch.no_grad()
+def reestimate_batchnorm(model: torch.nn.Module, batches: Iterable[torch.Tensor]) -> None:
+    """Every BatchNorm's running statistics re-estimated as the average over `batches` (through
+    `model.features`), weights unchanged; the model is left in eval mode."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for x in batches:
+        model.features(x)
+    for m, momentum in zip(norms, saved):
+        m.momentum = momentum
+    model.eval()
+
+
+def probe_batches(count: int, batch: int = 64) -> Iterator[np.ndarray]:
+    """Sorted index batches over `count` items in a fixed shuffled order, none of one item (BatchNorm1d breaks)."""
+    order = np.random.default_rng(0).permutation(count)
+    for start in range(0, count - 1, batch):
+        yield np.sort(order[start:start + batch])
+
+
 def recalibrate_batchnorm(model: SimCardioNet, images: np.ndarray, device: torch.device, batch: int = 64) -> None:
     """Re-estimate every BatchNorm's running statistics on `images` (unaugmented), weights unchanged.
 
@@ -58,19 +83,8 @@ def recalibrate_batchnorm(model: SimCardioNet, images: np.ndarray, device: torch
     maps every printout to almost the same point; an SSL run's are averages over augmented views.
     Re-estimating both on the probed images compares the weights, not the statistics.
     """
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the batches below
-    model.train()
-    order = np.random.default_rng(0).permutation(len(images))
-    for start in range(0, len(images) - 1, batch):  # a last batch of one would break BatchNorm1d
-        index = np.sort(order[start:start + batch])
-        model.features(torch.from_numpy(normalize(images[index], IMAGENET_MEAN, IMAGENET_STD)).to(device))
-    for m, momentum in zip(norms, saved):
-        m.momentum = momentum
-    model.eval()
+    reestimate_batchnorm(model, (torch.from_numpy(normalize(images[index], IMAGENET_MEAN, IMAGENET_STD)).to(device)
+                                 for index in probe_batches(len(images), batch)))
 
 
 def spread_of(projections: np.ndarray) -> float:
