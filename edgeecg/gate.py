@@ -8,6 +8,9 @@ asks the page reader instead, and refuses with a plain reason:
 - "no trace on the grid": the grid is there but nothing is drawn on it;
 - "image too blurred": the trace is smeared wider than any printer draws it;
 - "only N of 12 leads": part of the page is missing (a partial capture);
+- "rows span N s, not a 10 s record": every standard layout prints 10 s per row at
+  25 mm/s; rows read far shorter or longer mean the grid's scale was misread (a
+  photo's faint grid) or the page is cut, and every lead's timing would be wrong;
 - "no heartbeat in the traces": what is drawn has no beats at a human rate
   (a bar chart, scribbles), or is flat.
 
@@ -23,7 +26,7 @@ import numpy as np
 
 from .crop import NoGridFound
 from .digitize import Digitized, NoTraceFound, digitize
-from .layouts import LEADS
+from .layouts import LEADS, RECORD_S
 
 MAX_PEN_MM = 2.0  # printers draw 0.2-0.5 mm lines (a coarse JPEG or a phone photo smears them to 1-1.7 mm); wider is out of focus
 MIN_BPM, MAX_BPM = 20.0, 250.0
@@ -31,6 +34,7 @@ MIN_RATED_S = 1.0  # a lead needs this much plotted time to count its beats
 MIN_BEAT_LEADS = 3  # this many leads with enough plotted time (or half of them) must show beats at a human rate
 MIN_LEAD_PTP_MV = 0.05  # a lead that moves less than this is a flat line
 BEAT_GAP_S = 0.25  # two beats are at least this far apart (240 bpm)
+RECORD_SPAN_TOLERANCE = 0.2  # rows span RECORD_S within this share (read to a few pen widths: within 1 %)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ def assess(image_bgr: np.ndarray, allow_partial: bool = False, rate: float = 500
     evidence.update(moving_leads=len(moving), heart_rate_bpm=round(float(np.median(human)), 1) if human else None)
     if len(human) < min(MIN_BEAT_LEADS, len(rates) / 2) or not rates:
         return Verdict("no heartbeat in the traces", evidence, reading)
+    row_s = len(reading.signal) / reading.rate
+    evidence["row_seconds"] = round(row_s, 2)
+    if abs(row_s / RECORD_S - 1) > RECORD_SPAN_TOLERANCE:
+        return Verdict(f"rows span {row_s:.1f} s, not a {RECORD_S:g} s record (grid scale misread, or the page is cut)",
+                       evidence, reading)
     if reading.partial and not allow_partial:
         return Verdict(f"only {len(reading.leads_found)} of 12 leads", evidence, reading)
     return Verdict(None, evidence, reading)

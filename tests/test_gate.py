@@ -70,6 +70,16 @@ def test_a_partial_capture_is_refused_unless_allowed(page):
     assert assess(top, allow_partial=True).readable
 
 
+def test_rows_shorter_than_a_record_are_refused(page):
+    """A page cut down the middle (or a grid read at twice its scale) gives rows of about 5 s: every standard
+    layout prints 10 s a row, so the panels' timing cannot be read and no diagnosis is given."""
+    left = page[:, : int(page.shape[1] * 0.55)]
+    verdict = assess(left, allow_partial=True)
+    assert verdict.reason is not None and verdict.reason.startswith("rows span "), verdict
+    assert 3.0 < verdict.evidence["row_seconds"] < 7.0
+    assert 9.5 < assess(page).evidence["row_seconds"] < 10.5
+
+
 def _refusals(files: list[Path]) -> dict[str, str | None]:
     return {path.name: assess(cv2.imread(str(path))).reason for path in files}
 
