@@ -61,6 +61,7 @@ SHARPNESS_SIDE = 640  # pixels: the copy on which the two candidate regions are 
 SHARPNESS_KERNEL = 5  # px: the paper-level neighbourhood on that copy
 OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
 MAX_SHEET_SHARE = 0.95  # a sheet of paper outlined against its surroundings covers less of the frame than this
+MIN_SCALE_DISAGREEMENT = 1.2  # two readings of the grid's period differ when their scales are this far apart
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)
 
 
@@ -334,7 +335,16 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
     period_x = _grid_period(grid.mean(axis=0))
     if period_x is None:
         raise NoGridFound()
-    period_mm = _period_in_mm(trace, grid, period_x, row_span_s * speed_mm_per_s)
+    row_mm = row_span_s * speed_mm_per_s
+    period_mm = _period_in_mm(trace, grid, period_x, row_mm)
+    # a sub-harmonic that is not the grid's (shading, a crease) can double the period: keep the strongest line's
+    # own period when it gives a clearly different scale that puts the rows nearer a record's length
+    strongest = _grid_period(grid.mean(axis=0), comb=False)
+    if strongest is not None:
+        strongest_mm = _period_in_mm(trace, grid, strongest, row_mm)
+        if (abs(math.log(strongest / strongest_mm * period_mm / period_x)) > math.log(MIN_SCALE_DISAGREEMENT)
+                and _span_error(trace, strongest / strongest_mm, row_mm) < _span_error(trace, period_x / period_mm, row_mm)):
+            period_x, period_mm = strongest, strongest_mm
     # the grid is square: y's period is sought near x's, at whichever spacing (1 or 5 mm) shows better along y
     profile_y = grid.mean(axis=1)
     candidates = [(p, mm) for mm in (1.0, 5.0)
@@ -351,21 +361,28 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """(corners, from an outline box?): the printed box when it frames most of the ruled area and
-    straightens the grid at least as well as the ruled area's own outline does, else that outline."""
+    straightens the grid at least as well as the ruled area's own outline does, else that outline, or the
+    sheet of paper's where that straightens the grid more sharply (creases, shading and a faint grid can leave
+    the ruled area a poor outline of a photographed page, whose grid is printed square to its edges)."""
     try:
         outline = find_trace_quad(image)
     except NoGridFound:
-        return _ruled_quad(image), False
+        outline = None
     try:
         ruled = _ruled_quad(image)
     except NoGridFound:
+        if outline is None:
+            raise
         return outline, True
-    if cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
+    scale = SHARPNESS_SIDE / max(image.shape[:2])
+    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for every quad
+    paper = _paper_quad(image)
+    if paper is not None and _sharpness(small, paper * scale) > _sharpness(small, ruled * scale):
+        ruled = paper
+    if outline is None or cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
         return ruled, False
     # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright,
     # so they stand out sharply in the profiles of the region's centre (which both quads cover)
-    scale = SHARPNESS_SIDE / max(image.shape[:2])
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for both quads
     if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(small, ruled * scale):
         return outline, True
     return ruled, False
@@ -471,11 +488,12 @@ def _region_quad(region: np.ndarray, factor: int, size: tuple[int, int]) -> np.n
     return order_clockwise(np.clip((quad + 0.5) * factor - 0.5, 0, [size[0] - 1, size[1] - 1]))
 
 
-def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None:
+def _grid_period(profile: np.ndarray, near: float | None = None, comb: bool = True) -> float | None:
     """Period in pixels of the strongest line repetition in a grid-ink profile, refined on its harmonics.
 
     `near` (pixels) restricts the search to within 20 % of that period: the
     other axis of the same grid, which differs by a photo's foreshortening only.
+    `comb=False` keeps the strongest line's own period even where a sub-harmonic comb suggests a longer one.
     """
     n = len(profile)
     if n < 32:
@@ -497,7 +515,7 @@ def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None
     fundamental = _refine_peak(power, peak) / pad
     # the strongest peak may be a harmonic (2.5 mm of a 5 mm grid, or the 1 mm lines of one): the true
     # period is the longest whose every harmonic below the peak is really there (a comb, not shading)
-    for k in (() if near is not None else (5, 4, 3, 2)):
+    for k in (() if near is not None or not comb else (5, 4, 3, 2)):
         lines = [_peak_near(power, j * fundamental / k * pad) for j in range(1, k)]
         if freqs[lines[0]] >= 1.0 / (5 * MAX_PX_PER_MM) and all(power[i] > SUBHARMONIC_SHARE * power[peak] for i in lines):
             fundamental = _refine_peak(power, lines[0]) / pad
@@ -551,6 +569,13 @@ def _period_in_mm(trace: np.ndarray, grid: np.ndarray, period_px: float, row_mm:
         phase = (np.arange(len(profile)) / period_px).astype(int) % 5
         sums = np.bincount(phase, weights=profile, minlength=5)
         return 1.0 if sums.max() > 1.3 * np.median(sums) else 5.0
-    span_px = float(columns[-1] - columns[0])
-    errors = {mm: abs(np.log(span_px / (period_px / mm) / row_mm)) for mm in (1.0, 5.0)}
+    errors = {mm: _span_error(trace, period_px / mm, row_mm) for mm in (1.0, 5.0)}
     return min(errors, key=errors.get)
+
+
+def _span_error(trace: np.ndarray, px_per_mm: float, row_mm: float) -> float:
+    """|log| of how far the widest run of trace ink, at this scale, is from a row's length (inf without trace)."""
+    columns = np.nonzero(trace.any(axis=0))[0]
+    if len(columns) < 2:
+        return math.inf
+    return abs(math.log(float(columns[-1] - columns[0]) / px_per_mm / row_mm))

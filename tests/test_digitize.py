@@ -178,6 +178,16 @@ def test_a_page_without_outline_box_is_read():
     assert np.median([s.pearson_r for s in scores]) > 0.8
 
 
+@pytest.mark.parametrize("layout", ["3x4+1", "3x4"])
+def test_a_photo_with_a_faint_grid_is_read_at_its_scale(layout):
+    """Seed 3's photo-like page (faint grid, the sheet on a desk, a crease): the ruled-area outline followed the
+    trace rows instead of the grid, and a sub-harmonic doubled the period (rows read as 1.5-2.3 s). The sheet's
+    outline, which straightens the grid more sharply, and the strongest line's own period read it right."""
+    result, scores = _round_trip(random_options(3, photo=True, layout=layout), seed=3)
+    assert len(result.signal) == int(10 * FS) and result.layout == layout
+    assert np.median([s.pearson_r for s in scores]) > 0.6  # 0.76 and 0.84 (was about 0 at the misread scale)
+
+
 def test_a_partial_capture_is_flagged_with_the_leads_found():
     page = render_printout(synthetic_ecg(1, FS), FS, RenderOptions(), seed=1)
     top = page.image[: int(page.image.shape[0] * 0.52)]
