@@ -336,14 +336,15 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
     if period_x is None:
         raise NoGridFound()
     row_mm = row_span_s * speed_mm_per_s
-    period_mm = _period_in_mm(trace, grid, period_x, row_mm)
+    span = _trace_span(trace)
+    period_mm = _period_in_mm(span, grid, period_x, row_mm)
     # a sub-harmonic that is not the grid's (shading, a crease) can double the period: keep the strongest line's
     # own period when it gives a clearly different scale that puts the rows nearer a record's length
-    strongest = _grid_period(grid.mean(axis=0), comb=False)
+    strongest = _grid_period(grid.mean(axis=0), comb=False) if span else None
     if strongest is not None:
-        strongest_mm = _period_in_mm(trace, grid, strongest, row_mm)
+        strongest_mm = _period_in_mm(span, grid, strongest, row_mm)
         if (abs(math.log(strongest / strongest_mm * period_mm / period_x)) > math.log(MIN_SCALE_DISAGREEMENT)
-                and _span_error(trace, strongest / strongest_mm, row_mm) < _span_error(trace, period_x / period_mm, row_mm)):
+                and _span_error(span, strongest / strongest_mm, row_mm) < _span_error(span, period_x / period_mm, row_mm)):
             period_x, period_mm = strongest, strongest_mm
     # the grid is square: y's period is sought near x's, at whichever spacing (1 or 5 mm) shows better along y
     profile_y = grid.mean(axis=1)
@@ -361,9 +362,10 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """(corners, from an outline box?): the printed box when it frames most of the ruled area and
-    straightens the grid at least as well as the ruled area's own outline does, else that outline, or the
-    sheet of paper's where that straightens the grid more sharply (creases, shading and a faint grid can leave
-    the ruled area a poor outline of a photographed page, whose grid is printed square to its edges)."""
+    straightens the grid at least as well as the ruled area's own outline does, else that outline. On a
+    photo of a sheet against its surroundings, the sheet's outline stands in for the ruled area's where it
+    straightens the grid more sharply: creases, shading and a faint grid can leave the ruled area a poor
+    outline of the page, whose grid is printed square to its edges."""
     try:
         outline = find_trace_quad(image)
     except NoGridFound:
@@ -376,14 +378,15 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
         return outline, True
     scale = SHARPNESS_SIDE / max(image.shape[:2])
     small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for every quad
+    ruled_sharpness = _sharpness(small, ruled * scale)
     paper = _paper_quad(image)
-    if paper is not None and _sharpness(small, paper * scale) > _sharpness(small, ruled * scale):
-        ruled = paper
+    if paper is not None and (paper_sharpness := _sharpness(small, paper * scale)) > ruled_sharpness:
+        ruled, ruled_sharpness = paper, paper_sharpness
     if outline is None or cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
         return ruled, False
     # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright,
     # so they stand out sharply in the profiles of the region's centre (which both quads cover)
-    if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(small, ruled * scale):
+    if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= ruled_sharpness:
         return outline, True
     return ruled, False
 
@@ -457,8 +460,8 @@ def _paper_quad(image: np.ndarray) -> np.ndarray | None:
     if count < 2:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    if stats[largest, cv2.CC_STAT_AREA] < MIN_GRID_COVER * paper.size:
-        return None
+    if not MIN_GRID_COVER * paper.size <= stats[largest, cv2.CC_STAT_AREA] <= MAX_SHEET_SHARE * paper.size:
+        return None  # no sheet, or paper filling the frame (as below, without fitting its outline)
     quad = _region_quad((labels == largest).astype(np.uint8), factor, (w, h))
     # paper that fills the frame outlines nothing: the frame itself is no evidence of where a grid lies
     if quad is None or cv2.contourArea(quad.astype(np.float32)) > MAX_SHEET_SHARE * w * h:
@@ -555,27 +558,29 @@ def _refine_peak(power: np.ndarray, index: int) -> float:
     return float(index + (0.5 * (a - c) / denominator if denominator < 0 else 0.0))
 
 
-def _period_in_mm(trace: np.ndarray, grid: np.ndarray, period_px: float, row_mm: float) -> float:
+def _period_in_mm(span_px: float | None, grid: np.ndarray, period_px: float, row_mm: float) -> float:
     """1 or 5: which grid spacing the measured period is.
 
-    The widest run of trace ink across the region is a full row (about
-    `row_mm` long): take the reading that puts it closer to that length.
+    The widest run of trace ink across the region (`span_px`) is a full row
+    (about `row_mm` long): take the reading that puts it closer to that length.
     A page without trace falls back on the grid itself: with the 1 mm period,
     every fifth line is darker.
     """
-    columns = np.nonzero(trace.any(axis=0))[0]
-    if len(columns) < 2:
+    if not span_px:
         profile = grid.mean(axis=0)
         phase = (np.arange(len(profile)) / period_px).astype(int) % 5
         sums = np.bincount(phase, weights=profile, minlength=5)
         return 1.0 if sums.max() > 1.3 * np.median(sums) else 5.0
-    errors = {mm: _span_error(trace, period_px / mm, row_mm) for mm in (1.0, 5.0)}
+    errors = {mm: _span_error(span_px, period_px / mm, row_mm) for mm in (1.0, 5.0)}
     return min(errors, key=errors.get)
 
 
-def _span_error(trace: np.ndarray, px_per_mm: float, row_mm: float) -> float:
-    """|log| of how far the widest run of trace ink, at this scale, is from a row's length (inf without trace)."""
+def _trace_span(trace: np.ndarray) -> float | None:
+    """Pixels from the first column holding trace ink to the last (None with fewer than two such columns)."""
     columns = np.nonzero(trace.any(axis=0))[0]
-    if len(columns) < 2:
-        return math.inf
-    return abs(math.log(float(columns[-1] - columns[0]) / px_per_mm / row_mm))
+    return float(columns[-1] - columns[0]) if len(columns) >= 2 else None
+
+
+def _span_error(span_px: float, px_per_mm: float, row_mm: float) -> float:
+    """|log| of how far a run of trace ink `span_px` long, at this scale, is from a row's length."""
+    return abs(math.log(span_px / px_per_mm / row_mm))
