@@ -134,7 +134,7 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
         grey_ink, thresholds = _without_ruled_lines(grey_ink, page, px_per_mm), (FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     trace = _hysteresis(grey_ink, *thresholds)
     trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
-    straight = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
+    straight = _line_open(trace, long_h, 1)
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm, SEPARATOR_MM * px_per_mm))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
@@ -160,12 +160,12 @@ def _without_ruled_lines(grey_ink: np.ndarray, page: PageGeometry, px_per_mm: fl
     period_5mm = [period * 5.0 / page.grid_period_mm for period in page.grid_period_px]
     run = _odd(RULED_RUN_MM * px_per_mm)
     ink = cv2.max(grey_ink, 0.0)
-    level = cv2.morphologyEx(cv2.blur(ink, (NOISE_RUN_PX, 1)), cv2.MORPH_OPEN, np.ones((1, run), np.uint8))
+    level = _line_open(cv2.blur(ink, (NOISE_RUN_PX, 1)), run, 1)
     level = _lattice_floor(level, period_5mm[1], 0)
     # the level lines alone tell (a coloured page, most pages, is spared the upright ones' cost)
     if cv2.countNonZero(cv2.compare(level, LATTICE_DARKNESS, cv2.CMP_GT)) <= RULED_LINE_SHARE * level.size:
         return grey_ink  # no grid lines dark enough to be taken for trace
-    upright = cv2.morphologyEx(cv2.blur(ink, (1, NOISE_RUN_PX)), cv2.MORPH_OPEN, np.ones((run, 1), np.uint8))
+    upright = _line_open(cv2.blur(ink, (1, NOISE_RUN_PX)), run, 0)
     return cv2.subtract(grey_ink, cv2.max(level, _lattice_floor(upright, period_5mm[0], 1)))
 
 
@@ -196,6 +196,31 @@ def _lattice_floor(ink: np.ndarray, period: float, axis: int) -> np.ndarray:
     return floor
 
 
+def _line_open(image: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """cv2.morphologyEx(image, cv2.MORPH_OPEN, a line of odd `length` along `axis`) (1: level, 0: upright),
+    bit for bit: min and max are exact, so their running extremes can be built by doubling, in
+    log2(length) passes where OpenCV spends `length` comparisons per pixel (5x faster for a 45 mm line)."""
+    return _running(_running(image, length, axis, cv2.min), length, axis, cv2.max)
+
+
+def _running(image: np.ndarray, length: int, axis: int, extreme) -> np.ndarray:
+    """`extreme` (cv2.min or cv2.max) of the odd `length` pixels centred on each along `axis`; pixels
+    beyond the image do not count (OpenCV's default morphology border)."""
+    half, size = length // 2, image.shape[axis]
+    if image.dtype == np.uint8:
+        fill = 255 if extreme is cv2.min else 0
+    else:
+        fill = np.inf if extreme is cv2.min else -np.inf
+    pads = (0, 0, half, half) if axis == 1 else (half, half, 0, 0)
+    run = cv2.copyMakeBorder(image, *pads, cv2.BORDER_CONSTANT, value=fill)
+    part = (lambda a, b: run[:, a:b]) if axis == 1 else (lambda a, b: run[a:b])
+    width = 1  # `run` holds the extreme of `width` pixels from each
+    while 2 * width <= length:
+        run = extreme(part(0, -width), part(width, None))
+        width *= 2
+    return extreme(part(0, size), part(length - width, length - width + size))
+
+
 def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> tuple[float, float] | None:
     """(low, high) grey-ink darkness of trace ink for `_hysteresis` where a grey or black grid shows unbroken
     ruled lines; None where it does not (the fixed thresholds then hold, after `_without_ruled_lines`).
@@ -209,7 +234,7 @@ def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> 
     crossings remain.
     """
     faint = cv2.compare(grey_ink, FAINT_TRACE_DARKNESS, cv2.CMP_GT)
-    lines = cv2.morphologyEx(faint, cv2.MORPH_OPEN, np.ones((1, long_h), np.uint8))
+    lines = _line_open(faint, long_h, 1)
     ruled_rows = cv2.reduce(lines, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel() > RULED_ROW_SHARE * 255
     starts = np.nonzero(np.diff(ruled_rows.astype(np.int8), prepend=0) == 1)[0]
     if len(starts) < MIN_GREY_GRID_LINES or np.median(np.diff(starts)) > MAX_RULED_SPACING_MM * px_per_mm_y:
@@ -271,7 +296,7 @@ def _upright_bars(trace: np.ndarray, min_length: float, min_run: float) -> np.nd
             cv2.line(bars, (int(x1), int(y1)), (int(x2), int(y2)), 1, 2)
     # Hough finds the bar between the traces it crosses; the rest of it is any tall upright run in its columns
     columns = cv2.dilate(bars.any(axis=0).astype(np.uint8)[None, :], np.ones((1, 5), np.uint8))
-    upright_runs = cv2.morphologyEx(trace, cv2.MORPH_OPEN, np.ones((_odd(min_length / 3), 1), np.uint8))
+    upright_runs = _line_open(trace, _odd(min_length / 3), 0)
     return cv2.bitwise_or(bars, upright_runs * columns)
 
 
