@@ -160,11 +160,13 @@ def _without_ruled_lines(grey_ink: np.ndarray, page: PageGeometry, px_per_mm: fl
     period_5mm = [period * 5.0 / page.grid_period_mm for period in page.grid_period_px]
     run = _odd(RULED_RUN_MM * px_per_mm)
     ink = cv2.max(grey_ink, 0.0)
-    level = _line_open(cv2.blur(ink, (NOISE_RUN_PX, 1)), run, 1)
-    level = _lattice_floor(level, period_5mm[1], 0)
-    # the level lines alone tell (a coloured page, most pages, is spared the upright ones' cost)
-    if cv2.countNonZero(cv2.compare(level, LATTICE_DARKNESS, cv2.CMP_GT)) <= RULED_LINE_SHARE * level.size:
+    level = cv2.blur(ink, (NOISE_RUN_PX, 1))
+    # the level lines alone tell (a coloured page, most pages, is spared the upright ones' cost). Opening and
+    # lattice floor are mins and maxes, which commute with a threshold: the test runs on the 8-bit mask
+    dark = _lattice_floor(_line_open(cv2.compare(level, LATTICE_DARKNESS, cv2.CMP_GT), run, 1), period_5mm[1], 0)
+    if cv2.countNonZero(dark) <= RULED_LINE_SHARE * dark.size:
         return grey_ink  # no grid lines dark enough to be taken for trace
+    level = _lattice_floor(_line_open(level, run, 1), period_5mm[1], 0)
     upright = _line_open(cv2.blur(ink, (1, NOISE_RUN_PX)), run, 0)
     return cv2.subtract(grey_ink, cv2.max(level, _lattice_floor(upright, period_5mm[0], 1)))
 
@@ -172,6 +174,7 @@ def _without_ruled_lines(grey_ink: np.ndarray, page: PageGeometry, px_per_mm: fl
 def _lattice_floor(ink: np.ndarray, period: float, axis: int) -> np.ndarray:
     """Per pixel of `ink`, the darkness it shares with the pixels one and two periods away along `axis`
     (0: above and below): the second lowest of those four, as one may hold a trace crossing the line.
+    `ink` is float32 darkness or a uint8 mask of it above some level (the floor's, as min and max commute with it).
 
     A ruled line repeats there; a trace (even a flat stretch, or a 5 mm wide calibration pulse) does not.
     Off the page a neighbour does not count: near its edge the lowest of those on it is taken.
@@ -180,7 +183,7 @@ def _lattice_floor(ink: np.ndarray, period: float, axis: int) -> np.ndarray:
     shifts = [int(round(k * period)) for k in (-2, -1, 1, 2)]
     reach = max(abs(s) for s in shifts)
     pads = (reach, reach, 0, 0) if axis == 0 else (0, 0, reach, reach)
-    padded = cv2.copyMakeBorder(ink, *pads, cv2.BORDER_CONSTANT, value=np.inf)
+    padded = cv2.copyMakeBorder(ink, *pads, cv2.BORDER_CONSTANT, value=255 if ink.dtype == np.uint8 else np.inf)
     a, b, c, d = (padded[reach + s: reach + s + size] if axis == 0 else padded[:, reach + s: reach + s + size]
                   for s in shifts)
     low1, high1, low2, high2 = cv2.min(a, b), cv2.max(a, b), cv2.min(c, d), cv2.max(c, d)
