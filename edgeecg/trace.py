@@ -223,11 +223,13 @@ def _column_points(runs: np.ndarray, width: float, centres: np.ndarray) -> tuple
     return x, y
 
 
-def sample_curve(row: TraceRow, x_from: float, x_to: float, n: int, px_per_mm_x: float) -> np.ndarray:
-    """The row's y at n evenly spaced x in [x_from, x_to); NaN where the trace has a gap."""
+def sample_curve(row: TraceRow, x_from: float | np.ndarray, x_to: float | np.ndarray, n: int,
+                 px_per_mm_x: float) -> np.ndarray:
+    """The row's y at n evenly spaced x in [x_from, x_to); NaN where the trace has a gap.
+    With (m, 1) arrays of window ends, (m, n): each window as it alone would give, in one call."""
     xs = x_from + (np.arange(n) + 0.5) * (x_to - x_from) / n
     if len(row.x) < 2:
-        return np.full(n, np.nan)
+        return np.full(xs.shape, np.nan)
     y = np.interp(xs, row.x, row.y, left=np.nan, right=np.nan)
     # a sample further than MAX_GAP_MM from any curve point is a gap, not a straight line
     nearest = np.searchsorted(row.x, xs).clip(1, len(row.x) - 1)
