@@ -373,7 +373,12 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     Raises NoGridFound when no such box covers enough of the image.
     """
     image, colour = _as_bgr(image_bgr)
-    small, scale = _downscale(image)
+    return _trace_quad_in(*_downscale(image), colour)
+
+
+def _trace_quad_in(small: np.ndarray, scale: float, colour: bool) -> np.ndarray:
+    """`find_trace_quad` on the working copy `small` (`_downscale`'s, `scale` times the input's size), which
+    the page reader makes anyway."""
     found = _outline_quad(_pink_mask(small), PINK_STROKE_GAP) if colour else None
     if found is None or found[1] < CONFIDENT_BORDER_INK:
         candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]), gap=1)) if c is not None]

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from .crop import SIDE_BAND, NoGridFound, _coarse_quad, _refine_quad, find_trace_quad, nonzero_xy, order_clockwise
+from .crop import (SIDE_BAND, WORK_SIDE, NoGridFound, _as_bgr, _coarse_quad, _refine_quad, _trace_quad_in, find_trace_quad, nonzero_xy,
+                   order_clockwise)
 
 READ_KERNEL_PX = 11  # the paper-level neighbourhood while the scale is not yet known (2.5 mm at 4.4 px/mm)
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
@@ -380,12 +381,13 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     """(corners, from an outline box?): the printed box when it frames most of the ruled area and
     straightens the grid at least as well as the ruled area's own outline does, else that outline."""
+    small, factor = _working_copy(image)  # the box finder's working copy too (same size rule)
     try:
-        outline = find_trace_quad(image)
+        outline = _box_quad(image, small, factor)
     except NoGridFound:
-        return _ruled_quad(image), False
+        return _ruled_quad(image, small, factor), False
     try:
-        ruled = _ruled_quad(image)
+        ruled = _ruled_quad(image, small, factor)
     except NoGridFound:
         return outline, True
     if cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
@@ -397,6 +399,12 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(small, ruled * scale):
         return outline, True
     return ruled, False
+
+
+def _box_quad(image: np.ndarray, small: np.ndarray, factor: int) -> np.ndarray:
+    """`find_trace_quad(image)`, on `_working_copy`'s copy `small` where the image needs no conversion."""
+    bgr, colour = _as_bgr(image)
+    return _trace_quad_in(small, 1.0 / factor, colour) if bgr is image else find_trace_quad(image)
 
 
 def _sharpness(small: np.ndarray, quad: np.ndarray) -> float:
@@ -435,9 +443,9 @@ def _warp(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
                                flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def _ruled_quad(image: np.ndarray) -> np.ndarray:
-    """Largest quadrilateral covering the ruled (grid-ink) area, for pages without an outline box."""
-    small, factor = _working_copy(image)
+def _ruled_quad(image: np.ndarray, small: np.ndarray, factor: int) -> np.ndarray:
+    """Largest quadrilateral covering the ruled (grid-ink) area, for pages without an outline box
+    (found on `_working_copy`'s copy `small` of `image`)."""
     grey_ink, grid_ink = darkness(small, 7)
     grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper(small, 7)).astype(np.uint8)
     # ruled paper is dense with grid ink, part of it in level or upright lines (creases, text, shading and
@@ -478,9 +486,10 @@ def _paper_quad(image: np.ndarray) -> np.ndarray | None:
 
 
 def _working_copy(image: np.ndarray) -> tuple[np.ndarray, int]:
-    """(copy at most about 640 px across, integer reduction factor): INTER_AREA stays on its fast path."""
+    """(copy at most about WORK_SIDE px across, integer reduction factor): INTER_AREA stays on its fast path.
+    The same copy as the box finder's (`crop._downscale`), so one serves both."""
     h, w = image.shape[:2]
-    factor = max(1, -(-max(h, w) // 640))
+    factor = max(1, -(-max(h, w) // WORK_SIDE))
     return (cv2.resize(image, (w // factor, h // factor), interpolation=cv2.INTER_AREA) if factor > 1 else image,
             factor)
 
