@@ -395,8 +395,8 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
     # a box read off grid lines of a page that prints none can be skewed: the right quad makes the lines upright,
     # so they stand out sharply in the profiles of the region's centre (which both quads cover)
     scale = SHARPNESS_SIDE / max(image.shape[:2])
-    small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for both quads
-    if _sharpness(small, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(small, ruled * scale):
+    view = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for both quads
+    if _sharpness(view, outline * scale) * OUTLINE_PREFERENCE >= _sharpness(view, ruled * scale):
         return outline, True
     return ruled, False
 
