@@ -159,8 +159,8 @@ def _column_runs(mask: np.ndarray) -> np.ndarray:
     padded[:, 1:-1] = mask.T
     starts = padded[:, 1:-1] & ~padded[:, :-2]
     ends = padded[:, 1:-1] & ~padded[:, 2:]
-    sx, sy = np.nonzero(starts)
-    ex, ey = np.nonzero(ends)
+    sy, sx = nonzero_xy(starts)  # (column, row) of the transposed layout, x-major as np.nonzero lists them
+    ey, ex = nonzero_xy(ends)
     return np.column_stack([sx, sy, ey]).astype(np.float64)
 
 
@@ -172,17 +172,29 @@ def _follow_stroke(runs: np.ndarray, baseline_y: float) -> np.ndarray:
     per_column = np.diff(np.r_[starts, len(xs)])
     if (per_column == 1).all():
         return runs
-    # a column with one run keeps it; only the shared columns are walked, in order, each looking at the pick
-    # before it (plain floats: the groups are tiny, and numpy's per-call cost would dominate)
     picks = starts.copy()
-    listed = runs.tolist()
-    for g in np.nonzero(per_column > 1)[0].tolist():
+    shared = np.nonzero(per_column > 1)[0]
+    # a shared column looks at the pick in the column before it when that is within 3 px, else at the baseline
+    before = starts[np.maximum(shared - 1, 0)]
+    follows = (shared > 0) & ~(runs[before, 0] < runs[starts[shared], 0] - 3)
+    chained = follows & (per_column[np.maximum(shared - 1, 0)] > 1)  # ... which is itself shared: walked in order
+    free = shared[~chained]  # the column before holds one run (its pick is known) or is too far
+    reference = np.where(follows[~chained], 0.5 * (runs[before[~chained], 1] + runs[before[~chained], 2]), baseline_y)
+    group = np.repeat(np.arange(len(free)), per_column[free])
+    index = np.repeat(starts[free] - np.r_[0, np.cumsum(per_column[free])[:-1]], per_column[free]) + np.arange(len(group))
+    gaps = np.maximum(0.0, np.maximum(runs[index, 1] - reference[group], reference[group] - runs[index, 2]))
+    nearest = gaps == np.minimum.reduceat(gaps, np.r_[0, np.cumsum(per_column[free])[:-1]])[group]
+    _, first_nearest = np.unique(group[nearest], return_index=True)  # the first nearest, as np.argmin
+    picks[free] = index[nearest][first_nearest]
+    # the chained ones in order, each looking at the pick before it (plain floats: the groups are tiny, and
+    # numpy's per-call cost would dominate)
+    for g in shared[chained].tolist():
         start = int(starts[g])
-        group = listed[start: start + int(per_column[g])]
-        previous = listed[picks[g - 1]] if g > 0 else None
-        reference = baseline_y if previous is None or previous[0] < group[0][0] - 3 else 0.5 * (previous[1] + previous[2])
-        gaps = [max(0.0, max(top - reference, reference - bottom)) for _, top, bottom in group]
-        picks[g] = start + gaps.index(min(gaps))  # the first nearest, as np.argmin
+        group_runs = runs[start: start + int(per_column[g])].tolist()
+        previous = runs[picks[g - 1]]
+        reference = 0.5 * (float(previous[1]) + float(previous[2]))
+        gap_list = [max(0.0, max(top - reference, reference - bottom)) for _, top, bottom in group_runs]
+        picks[g] = start + gap_list.index(min(gap_list))
     return runs[picks]
 
 
