@@ -207,11 +207,14 @@ def _line_width(runs: np.ndarray) -> float:
 def _run_centroids(runs: np.ndarray, weight: np.ndarray) -> np.ndarray:
     """Darkness-weighted centre of each (x, top, bottom) run: the stroke's centre to a fraction of a pixel."""
     h, w = weight.shape
-    # running sums down each column (a zero row on top), written in place: the mass in float32 as weight is
+    # running sums down each column (a zero row on top): the mass in float32 as weight is. Added row by row, the
+    # same sums as np.cumsum(axis=0) (one add per element, in order) at a third of its cost (it strides down columns)
     cumulative = np.zeros((h + 1, w), weight.dtype)
-    np.cumsum(weight, axis=0, out=cumulative[1:])
     moment = np.zeros((h + 1, w), np.float64)
-    np.cumsum(weight * np.arange(h)[:, None], axis=0, out=moment[1:])
+    weighted = weight * np.arange(h)[:, None]
+    for i in range(h):
+        np.add(cumulative[i], weight[i], out=cumulative[i + 1])
+        np.add(moment[i], weighted[i], out=moment[i + 1])
     x, top, bottom = runs[:, 0].astype(int), runs[:, 1].astype(int), runs[:, 2].astype(int) + 1
     mass = cumulative[bottom, x].astype(np.float64) - cumulative[top, x].astype(np.float64)
     centre = (moment[bottom, x] - moment[top, x]) / np.maximum(mass, 1e-9)
