@@ -146,6 +146,13 @@ def nonzero_xy(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points[:, 0], points[:, 1]
 
 
+def components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, int32 labels, stats) of a uint8 mask's 8-connected components: cv2.connectedComponentsWithStats'
+    labels and stats, by the BBDT algorithm (the same labelling; OpenCV's default one takes ~2.5x as long)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)
+    return count, labels, stats
+
+
 def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     """Pixels of the mask's long strokes (the grid box's outline and grid lines).
 
@@ -155,7 +162,7 @@ def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     # Strokes are measured with small gaps bridged, so a dashed or faded outline still counts as long.
     bridged = cv2.dilate(mask, np.ones((gap, gap), np.uint8)) if gap > 1 else mask
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    count, labels, stats = components(bridged)
     min_length = MIN_STROKE_FRACTION * max(mask.shape)
     long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_length
     long[0] = False  # background

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field, replace
 import cv2
 import numpy as np
 
-from .crop import (SIDE_BAND, WORK_SIDE, NoGridFound, _as_bgr, _coarse_quad, _refine_quad, _trace_quad_in, find_trace_quad, nonzero_xy,
-                   order_clockwise)
+from .crop import (SIDE_BAND, WORK_SIDE, NoGridFound, _as_bgr, _coarse_quad, _refine_quad, _trace_quad_in, components,
+                   find_trace_quad, nonzero_xy, order_clockwise)
 
 READ_KERNEL_PX = 11  # the paper-level neighbourhood while the scale is not yet known (2.5 mm at 4.4 px/mm)
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
@@ -455,7 +455,7 @@ def _ruled_quad(image: np.ndarray, small: np.ndarray, factor: int) -> np.ndarray
     dense = cv2.blur(grid.astype(np.float32), (15, 15)) > MIN_GRID_DENSITY
     ruled = (dense & (cv2.blur(lines.astype(np.float32), (15, 15)) > MIN_LINE_DENSITY)).astype(np.uint8)
     ruled = cv2.morphologyEx(ruled, cv2.MORPH_CLOSE, np.ones((9, 9), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(ruled, connectivity=8)
+    count, labels, stats = components(ruled)
     if count < 2:
         raise NoGridFound()
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
@@ -472,7 +472,7 @@ def _paper_quad(image: np.ndarray) -> np.ndarray | None:
     h, w = image.shape[:2]
     small, factor = _working_copy(image)
     paper = cv2.morphologyEx(_paper_mask(small, 7), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(paper, connectivity=8)
+    count, labels, stats = components(paper)
     if count < 2:
         return None
     largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .crop import nonzero_xy
+from .crop import components, nonzero_xy
 
 MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
 MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of the width ...
@@ -90,7 +90,7 @@ def assign_rows(trace: np.ndarray, baselines: list[float], px_per_mm: float) -> 
     """int32 label image: 0 no trace, r + 1 for ink belonging to row r."""
     # strokes are found with 1-pixel breaks bridged: JPEG and thin pens break a trace into dashes
     bridged = cv2.morphologyEx(trace, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    count, labels, stats = components(bridged)
     base = np.asarray(baselines)
     xs, ys = nonzero_xy(trace)
     comp = labels[ys, xs]
