@@ -50,6 +50,9 @@ MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per 
 ANGLE_SEARCH_DEG = 4  # how far a side's true angle may differ from the coarse quad's
 CONFIDENT_BORDER_INK = 0.9  # a colour outline this complete is taken without trying the grid lines
 MIN_GRID_SCORE = 12.0  # spectral peak / median power of the grid lines' spacing, in both directions
+# OpenBLAS hands a product of more than ~2.6e5 multiply-adds (a side's 4000 points by 33 angles) to worker
+# threads, which then spin idle for a while: CPU time (~15 ms a page) a single-core reader never gets back
+BLAS_ROWS = 2048
 MIN_BORDER_INK = 0.6  # at least this much of the box's border is pink ink ...
 MAX_OUTSIDE_INK = 0.25  # ... and at most this much of a parallel line just outside it
 OUTSIDE_GAP = 3.0  # working-copy pixels between the border and that outside line
@@ -237,11 +240,11 @@ def _fit_side(
     length = float(np.linalg.norm(b - a))
     direction = (b - a) / max(length, 1e-6)
     rel = points - a
-    along = rel @ direction
+    along = _project(rel, direction)
     normal = np.array([-direction[1], direction[0]], np.float32)
     if normal @ (center - a) > 0:
         normal = -normal  # outwards
-    rel = rel[(np.abs(rel @ normal) < band) & (along > 0.05 * length) & (along < 0.95 * length)]
+    rel = rel[(np.abs(_project(rel, normal)) < band) & (along > 0.05 * length) & (along < 0.95 * length)]
     min_support = MIN_SIDE_SUPPORT * length
     if len(rel) < min_support:
         return None
@@ -249,7 +252,7 @@ def _fit_side(
     angles = base + np.deg2rad(np.linspace(-ANGLE_SEARCH_DEG, ANGLE_SEARCH_DEG, 2 * ANGLE_SEARCH_DEG * 4 + 1))
     normals = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     offset = int(np.ceil(band + length * np.sin(np.deg2rad(ANGLE_SEARCH_DEG)))) + 2
-    bins = np.rint(rel @ normals.T).astype(np.int64) + offset  # N x angles, all >= 0
+    bins = np.rint(_project(rel, normals.T)).astype(np.int64) + offset  # N x angles, all >= 0
     width = 2 * offset + 1
     hist = np.bincount((bins + np.arange(len(angles)) * width).ravel(), minlength=width * len(angles))
     hist = hist.reshape(len(angles), width)
@@ -259,9 +262,16 @@ def _fit_side(
     if len(strong) == 0:
         return None
     peak = strong[-1] + 0.5 - offset  # outermost long stroke
-    stroke = rel[np.abs(rel @ normals[best] - peak) <= 1.0] + a
+    stroke = rel[np.abs(_project(rel, normals[best]) - peak) <= 1.0] + a
     vx, vy, x0, y0 = cv2.fitLine(stroke, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
     return np.array([x0, y0, vx, vy], np.float32)
+
+
+def _project(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """points @ axes, BLAS_ROWS rows at a time: the same products (row by row), each on the calling thread."""
+    if len(points) <= BLAS_ROWS:
+        return points @ axes
+    return np.concatenate([points[i: i + BLAS_ROWS] @ axes for i in range(0, len(points), BLAS_ROWS)])
 
 
 def _intersect(l1: np.ndarray, l2: np.ndarray) -> np.ndarray | None:
