@@ -252,9 +252,11 @@ def _fit_side(
     angles = base + np.deg2rad(np.linspace(-ANGLE_SEARCH_DEG, ANGLE_SEARCH_DEG, 2 * ANGLE_SEARCH_DEG * 4 + 1))
     normals = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     offset = int(np.ceil(band + length * np.sin(np.deg2rad(ANGLE_SEARCH_DEG)))) + 2
-    bins = np.rint(_project(rel, normals.T)).astype(np.int64) + offset  # N x angles, all >= 0
     width = 2 * offset + 1
-    hist = np.bincount((bins + np.arange(len(angles)) * width).ravel(), minlength=width * len(angles))
+    # N x angles distance bins, all >= 0, each angle's in its own range (small integers: exact in float32)
+    bins = np.rint(_project(rel, normals.T))
+    bins += np.arange(len(angles), dtype=np.float32) * width + offset
+    hist = np.bincount(bins.astype(np.intp).ravel(), minlength=width * len(angles))
     hist = hist.reshape(len(angles), width)
     best = int(np.argmax(hist.max(axis=1)))
     pairs = hist[best, :-1] + hist[best, 1:]  # a stroke may straddle two bins
