@@ -77,6 +77,7 @@ class PageGeometry:
     outline_box: bool  # True when the region came from a printed outline box
     ink: tuple[np.ndarray, np.ndarray] = field(repr=False, default=None)  # `darkness` of `upright` (grey, grid)
     ink_kernel_px: int = READ_KERNEL_PX  # the paper-level neighbourhood `ink` was measured with
+    brightest: np.ndarray = field(repr=False, default=None)  # uint8 `_brightest(upright, ink_kernel_px)`, its by-product
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
         """Map (N, 2) points of `upright` back to input-image pixels (for overlays)."""
@@ -97,18 +98,25 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
     darkness less the spread between channels, and grid-ink darkness is the
     darkest channel's.
     """
+    return _darkness(image_bgr, kernel_px)[:2]
+
+
+def _darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`darkness`, and `_brightest` at the same kernel: the max of the channels' local maxima it takes anyway."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
-    ratios = []  # pixel / paper level, per channel
+    ratios, brightest = [], None  # pixel / paper level, per channel
     for channel in cv2.split(image_bgr):
         # the local maximum on the 8-bit plane (a quarter of the memory traffic), its mean straight into float
-        paper = cv2.boxFilter(cv2.dilate(channel, kernel), cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1))
+        local_max = cv2.dilate(channel, kernel)
+        brightest = local_max if brightest is None else cv2.max(brightest, local_max)
+        paper = cv2.boxFilter(local_max, cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1))
         ratios.append(cv2.divide(channel, cv2.max(paper, 1.0, dst=paper), dtype=cv2.CV_32F))  # 8-bit read as float
     # a channel's darkness is 1 - its ratio, and float 1 - q never rises with q: the lightest channel's darkness
     # is exactly 1 - the largest ratio (one subtraction per map instead of one per channel)
     lightest = cv2.subtract(1.0, cv2.max(cv2.max(ratios[0], ratios[1]), ratios[2]))
     darkest = cv2.subtract(1.0, cv2.min(cv2.min(ratios[0], ratios[1]), ratios[2]))
     grey = np.multiply(lightest, 2.0, out=lightest)  # 2 * lightest - darkest, in place
-    return np.subtract(grey, darkest, out=grey), darkest
+    return np.subtract(grey, darkest, out=grey), darkest, brightest
 
 
 def _darkness_reach(kernel_px: int) -> int:
@@ -128,13 +136,17 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     px_per_mm = sum(page.px_per_mm) / 2
     kernel = _odd(PAPER_KERNEL_MM * px_per_mm)
     # the paper level needs a neighbourhood wider than any line; the reader's own is reused when it is wide enough
-    grey_ink = page.ink[0] if kernel <= 1.5 * page.ink_kernel_px else darkness(page.upright, kernel)[0]
+    if kernel <= 1.5 * page.ink_kernel_px:
+        grey_ink = page.ink[0]
+        brightest = page.brightest if kernel == page.ink_kernel_px else _brightest(page.upright, kernel)
+    else:
+        grey_ink, _, brightest = _darkness(page.upright, kernel)
     long_h = _odd(LONG_LINE_MM * px_per_mm)
     thresholds = _trace_thresholds(grey_ink, long_h, page.px_per_mm[1])
     if thresholds is None:  # no unbroken ruled lines: a photo's are sought by their position
         grey_ink, thresholds = _without_ruled_lines(grey_ink, page, px_per_mm), (FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
     trace = _hysteresis(grey_ink, *thresholds)
-    trace = cv2.bitwise_and(trace, _paper_mask(page.upright, kernel))  # a photo's desk beside the page is no trace
+    trace = cv2.bitwise_and(trace, _paper_above(brightest))  # a photo's desk beside the page is no trace
     straight = _line_open(trace, long_h, 1)
     straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm, SEPARATOR_MM * px_per_mm))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
@@ -259,10 +271,19 @@ def on_paper(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
 
 def _paper_mask(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
     """`on_paper` as a uint8 mask (255 on paper), for OpenCV's bitwise operations."""
+    return _paper_above(_brightest(image_bgr, kernel_px))
+
+
+def _brightest(image_bgr: np.ndarray, kernel_px: int) -> np.ndarray:
+    """uint8: the brightest level of any channel within a kernel_px square of each pixel."""
     blue, green, red = cv2.split(image_bgr)  # cv2's max: numpy's max over the channel axis is ~20x slower
-    brightness = cv2.dilate(cv2.max(cv2.max(blue, green), red), np.ones((kernel_px, kernel_px), np.uint8))
+    return cv2.dilate(cv2.max(cv2.max(blue, green), red), np.ones((kernel_px, kernel_px), np.uint8))
+
+
+def _paper_above(brightest: np.ndarray) -> np.ndarray:
+    """`_paper_mask` from `_brightest` levels: 255 where they reach MIN_PAPER_SHARE of the brightest paper's."""
     # an 8-bit level is above a threshold exactly when it is above the threshold's integer part
-    return cv2.compare(brightness, math.floor(MIN_PAPER_SHARE * _percentile_u8(brightness, 95)), cv2.CMP_GT)
+    return cv2.compare(brightest, math.floor(MIN_PAPER_SHARE * _percentile_u8(brightest, 95)), cv2.CMP_GT)
 
 
 def _percentile_u8(image: np.ndarray, q: float) -> float:
@@ -357,7 +378,7 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
              speed_mm_per_s: float) -> PageGeometry:
     """Straighten the region `quad` outlines and measure the grid's period and scale in it."""
     upright = _warp(image_bgr, quad)
-    grey_ink, grid_ink = darkness(upright, READ_KERNEL_PX)
+    grey_ink, grid_ink, brightest = _darkness(upright, READ_KERNEL_PX)
     trace = grey_ink > TRACE_DARKNESS
     grid = np.where(trace, 0.0, grid_ink)
     period_x = _grid_period(grid.mean(axis=0))
@@ -375,7 +396,7 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
     if not all(MIN_PX_PER_MM <= v <= MAX_PX_PER_MM for v in ppm) or max(ppm) > 1.25 * min(ppm):
         raise NoGridFound("no ECG grid found (grid spacing not readable)")
     return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline,
-                        (grey_ink, grid_ink))
+                        (grey_ink, grid_ink), READ_KERNEL_PX, brightest)
 
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -446,8 +467,8 @@ def _warp(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
 def _ruled_quad(image: np.ndarray, small: np.ndarray, factor: int) -> np.ndarray:
     """Largest quadrilateral covering the ruled (grid-ink) area, for pages without an outline box
     (found on `_working_copy`'s copy `small` of `image`)."""
-    grey_ink, grid_ink = darkness(small, 7)
-    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & on_paper(small, 7)).astype(np.uint8)
+    grey_ink, grid_ink, brightest = _darkness(small, 7)
+    grid = ((grid_ink > GRID_DARKNESS) & (grey_ink < TRACE_DARKNESS) & (_paper_above(brightest) > 0)).astype(np.uint8)
     # ruled paper is dense with grid ink, part of it in level or upright lines (creases, text, shading and
     # a desk are slanted, short or grainy)
     lines = cv2.bitwise_or(cv2.morphologyEx(grid, cv2.MORPH_OPEN, np.ones((1, 7), np.uint8)),
