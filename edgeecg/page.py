@@ -104,17 +104,20 @@ def darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndar
 def _darkness(image_bgr: np.ndarray, kernel_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`darkness`, and `_brightest` at the same kernel: the max of the channels' local maxima it takes anyway."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (kernel_px, kernel_px))
-    ratios, brightest = [], None  # pixel / paper level, per channel
+    ratios, brightest, paper = [], None, None  # pixel / paper level, per channel
     for channel in cv2.split(image_bgr):
         # the local maximum on the 8-bit plane (a quarter of the memory traffic), its mean straight into float
         local_max = cv2.dilate(channel, kernel)
         brightest = local_max if brightest is None else cv2.max(brightest, local_max)
-        paper = cv2.boxFilter(local_max, cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1))
+        paper = cv2.boxFilter(local_max, cv2.CV_32F, (kernel_px * 2 + 1, kernel_px * 2 + 1), dst=paper)
         ratios.append(cv2.divide(channel, cv2.max(paper, 1.0, dst=paper), dtype=cv2.CV_32F))  # 8-bit read as float
     # a channel's darkness is 1 - its ratio, and float 1 - q never rises with q: the lightest channel's darkness
-    # is exactly 1 - the largest ratio (one subtraction per map instead of one per channel)
-    lightest = cv2.subtract(1.0, cv2.max(cv2.max(ratios[0], ratios[1]), ratios[2]))
-    darkest = cv2.subtract(1.0, cv2.min(cv2.min(ratios[0], ratios[1]), ratios[2]))
+    # is exactly 1 - the largest ratio (one subtraction per map instead of one per channel). All in place: fresh
+    # page-sized buffers cost more than the arithmetic
+    largest = cv2.max(ratios[0], ratios[1])
+    smallest = cv2.min(ratios[0], ratios[1], dst=ratios[0])
+    lightest = cv2.subtract(1.0, cv2.max(largest, ratios[2], dst=largest), dst=largest)
+    darkest = cv2.subtract(1.0, cv2.min(smallest, ratios[2], dst=smallest), dst=smallest)
     grey = np.multiply(lightest, 2.0, out=lightest)  # 2 * lightest - darkest, in place
     return np.subtract(grey, darkest, out=grey), darkest, brightest
 
