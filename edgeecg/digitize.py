@@ -318,18 +318,15 @@ def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list
     later = [(row, column) for row in range(min(len(layout.grid), len(rows))) for column in range(1, layout.columns)]
     if not later:
         return False
-    activity = {}  # by (row, column): each window's beat activity is computed once
-
-    def window(row: int, column: int) -> np.ndarray:
-        if (row, column) not in activity:
-            activity[row, column] = _activity(values(rows[row], column * width, (column + 1) * width, n))
-        return activity[row, column]
-
+    spans = [(column * width, (column + 1) * width) for column in range(layout.columns)]
+    # each row's beat activity in every column window, a row's windows sampled in one call
+    activity = {row: [_activity(v) for v in _windows(values, rows[row], spans, n)]
+                for row in dict.fromkeys([row for row, _ in later] + strip_rows)}
     same, successive = [], []
     for row, column in later:
-        panel = window(row, column)
-        same += [_correlation(panel, window(r, 0)) for r in strip_rows or [row]]
-        successive += [_correlation(panel, window(r, column)) for r in strip_rows]
+        panel = activity[row][column]
+        same += [_correlation(panel, activity[r][0]) for r in strip_rows or [row]]
+        successive += [_correlation(panel, activity[r][column]) for r in strip_rows]
     if not strip_rows:
         return float(np.mean(same)) > SIMULTANEOUS_AGREEMENT
     return float(np.mean(same)) > float(np.mean(successive))
@@ -337,7 +334,8 @@ def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list
 
 def _activity(values: np.ndarray) -> np.ndarray:
     """Where the pen moves fast: |slope|, which peaks at every QRS whatever the lead."""
-    return np.abs(np.diff(np.nan_to_num(values - np.nanmedian(values) if np.isfinite(values).any() else values)))
+    read = values[np.isfinite(values)]  # the median of what is read: np.nanmedian's, without its overhead
+    return np.abs(np.diff(np.nan_to_num(values - np.median(read) if len(read) else values)))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
