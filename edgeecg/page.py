@@ -390,8 +390,9 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
     period_mm = _period_in_mm(trace, grid, period_x, row_span_s * speed_mm_per_s)
     # the grid is square: y's period is sought near x's, at whichever spacing (1 or 5 mm) shows better along y
     profile_y = grid.mean(axis=1)
-    candidates = [(p, mm) for mm in (1.0, 5.0)
-                  for p in [_grid_period(profile_y, near=period_x / period_mm * mm)] if p is not None]
+    spectrum_y = _spectrum(profile_y)
+    candidates = [] if spectrum_y is None else [
+        (p, mm) for mm in (1.0, 5.0) for p in [_spectral_period(spectrum_y, near=period_x / period_mm * mm)] if p is not None]
     if not candidates:
         raise NoGridFound()
     period_y, period_mm_y = max(candidates, key=lambda c: _line_strength(profile_y, c[0]))
@@ -538,6 +539,13 @@ def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None
     `near` (pixels) restricts the search to within 20 % of that period: the
     other axis of the same grid, which differs by a photo's foreshortening only.
     """
+    spectrum = _spectrum(profile)
+    return None if spectrum is None else _spectral_period(spectrum, near)
+
+
+def _spectrum(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(power, frequencies, the band grid lines can repeat in, its median power) of a grid-ink profile's fast
+    part, zero-padded 16x; None when the profile is too short. One profile's serves each `near` sought in it."""
     n = len(profile)
     if n < 32:
         return None
@@ -549,11 +557,18 @@ def _grid_period(profile: np.ndarray, near: float | None = None) -> float | None
     power = np.abs(np.fft.rfft(profile, pad)) ** 2
     freqs = np.fft.rfftfreq(pad)
     whole = (freqs >= 1.0 / (5 * MAX_PX_PER_MM)) & (freqs <= 1.0 / 2.2)
+    return power, freqs, whole, float(np.median(power[whole]))
+
+
+def _spectral_period(spectrum: tuple[np.ndarray, np.ndarray, np.ndarray, float], near: float | None) -> float | None:
+    """`_grid_period` from the profile's `_spectrum`."""
+    power, freqs, whole, typical = spectrum
+    pad = 2 * (len(power) - 1)
     band = whole & (freqs >= 1.0 / (1.2 * near)) & (freqs <= 1.0 / (0.8 * near)) if near is not None else whole
     if not band.any() or power[band].max() <= 0:
         return None
     peak = int(np.argmax(np.where(band, power, 0.0)))
-    if power[peak] < MIN_PERIODICITY * np.median(power[whole]):
+    if power[peak] < MIN_PERIODICITY * typical:
         return None
     fundamental = _refine_peak(power, peak) / pad
     # the strongest peak may be a harmonic (2.5 mm of a 5 mm grid, or the 1 mm lines of one): the true
