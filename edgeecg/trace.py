@@ -230,8 +230,8 @@ def _column_points(runs: np.ndarray, width: float, centres: np.ndarray) -> tuple
     if len(x) < 3:
         return x, y
     tall = (bottom - top) > 1.0
-    prev_top, next_top = np.r_[top[0], top[:-1]], np.r_[top[1:], top[-1]]
-    prev_bottom, next_bottom = np.r_[bottom[0], bottom[:-1]], np.r_[bottom[1:], bottom[-1]]
+    prev_top, next_top = np.concatenate([top[:1], top[:-1]]), np.concatenate([top[1:], top[-1:]])
+    prev_bottom, next_bottom = np.concatenate([bottom[:1], bottom[:-1]]), np.concatenate([bottom[1:], bottom[-1:]])
     peak = tall & (top < prev_top) & (top <= next_top)
     trough = tall & (bottom > prev_bottom) & (bottom >= next_bottom)
     y = np.where(peak & ~trough, top, np.where(trough & ~peak, bottom, y))
