@@ -50,6 +50,9 @@ MIN_SIDE_SUPPORT = 0.5  # a side's stroke has at least this many ink pixels per 
 ANGLE_SEARCH_DEG = 4  # how far a side's true angle may differ from the coarse quad's
 CONFIDENT_BORDER_INK = 0.9  # a colour outline this complete is taken without trying the grid lines
 MIN_GRID_SCORE = 12.0  # spectral peak / median power of the grid lines' spacing, in both directions
+# OpenBLAS hands a product of more than ~2.6e5 multiply-adds (a side's 4000 points by 33 angles) to worker
+# threads, which then spin idle for a while: CPU time (~15 ms a page) a single-core reader never gets back
+BLAS_ROWS = 2048
 MIN_BORDER_INK = 0.6  # at least this much of the box's border is pink ink ...
 MAX_OUTSIDE_INK = 0.25  # ... and at most this much of a parallel line just outside it
 OUTSIDE_GAP = 3.0  # working-copy pixels between the border and that outside line
@@ -146,6 +149,13 @@ def nonzero_xy(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return points[:, 0], points[:, 1]
 
 
+def components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(count, int32 labels, stats) of a uint8 mask's 8-connected components: cv2.connectedComponentsWithStats'
+    labels and stats, by the BBDT algorithm (the same labelling; OpenCV's default one takes ~2.5x as long)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStatsWithAlgorithm(mask, 8, cv2.CV_32S, cv2.CCL_BBDT)
+    return count, labels, stats
+
+
 def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     """Pixels of the mask's long strokes (the grid box's outline and grid lines).
 
@@ -155,7 +165,7 @@ def _outline_points(mask: np.ndarray, gap: int) -> np.ndarray | None:
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8))
     # Strokes are measured with small gaps bridged, so a dashed or faded outline still counts as long.
     bridged = cv2.dilate(mask, np.ones((gap, gap), np.uint8)) if gap > 1 else mask
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(bridged, connectivity=8)
+    count, labels, stats = components(bridged)
     min_length = MIN_STROKE_FRACTION * max(mask.shape)
     long = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT]) >= min_length
     long[0] = False  # background
@@ -230,11 +240,11 @@ def _fit_side(
     length = float(np.linalg.norm(b - a))
     direction = (b - a) / max(length, 1e-6)
     rel = points - a
-    along = rel @ direction
+    along = _project(rel, direction)
     normal = np.array([-direction[1], direction[0]], np.float32)
     if normal @ (center - a) > 0:
         normal = -normal  # outwards
-    rel = rel[(np.abs(rel @ normal) < band) & (along > 0.05 * length) & (along < 0.95 * length)]
+    rel = rel[(np.abs(_project(rel, normal)) < band) & (along > 0.05 * length) & (along < 0.95 * length)]
     min_support = MIN_SIDE_SUPPORT * length
     if len(rel) < min_support:
         return None
@@ -242,9 +252,11 @@ def _fit_side(
     angles = base + np.deg2rad(np.linspace(-ANGLE_SEARCH_DEG, ANGLE_SEARCH_DEG, 2 * ANGLE_SEARCH_DEG * 4 + 1))
     normals = np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
     offset = int(np.ceil(band + length * np.sin(np.deg2rad(ANGLE_SEARCH_DEG)))) + 2
-    bins = np.rint(rel @ normals.T).astype(np.int64) + offset  # N x angles, all >= 0
     width = 2 * offset + 1
-    hist = np.bincount((bins + np.arange(len(angles)) * width).ravel(), minlength=width * len(angles))
+    # N x angles distance bins, all >= 0, each angle's in its own range (small integers: exact in float32)
+    bins = np.rint(_project(rel, normals.T))
+    bins += np.arange(len(angles), dtype=np.float32) * width + offset
+    hist = np.bincount(bins.astype(np.intp).ravel(), minlength=width * len(angles))
     hist = hist.reshape(len(angles), width)
     best = int(np.argmax(hist.max(axis=1)))
     pairs = hist[best, :-1] + hist[best, 1:]  # a stroke may straddle two bins
@@ -252,9 +264,16 @@ def _fit_side(
     if len(strong) == 0:
         return None
     peak = strong[-1] + 0.5 - offset  # outermost long stroke
-    stroke = rel[np.abs(rel @ normals[best] - peak) <= 1.0] + a
+    stroke = rel[np.abs(_project(rel, normals[best]) - peak) <= 1.0] + a
     vx, vy, x0, y0 = cv2.fitLine(stroke, cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
     return np.array([x0, y0, vx, vy], np.float32)
+
+
+def _project(points: np.ndarray, axes: np.ndarray) -> np.ndarray:
+    """points @ axes, BLAS_ROWS rows at a time: the same products (row by row), each on the calling thread."""
+    if len(points) <= BLAS_ROWS:
+        return points @ axes
+    return np.concatenate([points[i: i + BLAS_ROWS] @ axes for i in range(0, len(points), BLAS_ROWS)])
 
 
 def _intersect(l1: np.ndarray, l2: np.ndarray) -> np.ndarray | None:
@@ -373,7 +392,12 @@ def find_trace_quad(image_bgr: np.ndarray) -> np.ndarray:
     Raises NoGridFound when no such box covers enough of the image.
     """
     image, colour = _as_bgr(image_bgr)
-    small, scale = _downscale(image)
+    return _trace_quad_in(*_downscale(image), colour)
+
+
+def _trace_quad_in(small: np.ndarray, scale: float, colour: bool) -> np.ndarray:
+    """`find_trace_quad` on the working copy `small` (`_downscale`'s, `scale` times the input's size), which
+    the page reader makes anyway."""
     found = _outline_quad(_pink_mask(small), PINK_STROKE_GAP) if colour else None
     if found is None or found[1] < CONFIDENT_BORDER_INK:
         candidates = [c for c in (found, _outline_quad(_faint_line_mask(small[:, :, 1]), gap=1)) if c is not None]

@@ -279,26 +279,35 @@ def _read_rhythm_and_columns(layout: Layout, rows: list[TraceRow], values) -> tu
     strip_rows = [len(layout.grid) + k for k in range(len(layout.rhythm)) if len(layout.grid) + k < len(rows)]
     simultaneous = _simultaneous(layout, rows, values, strip_rows, n)
     fine = int(round(layout.column_s / STRIP_STEP_S))
-    panels = {p: values(rows[p.row], p.column * layout.column_s, (p.column + 1) * layout.column_s, fine)
-              for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)}
+    panels = [p for p in layout.panels(simultaneous) if not p.rhythm and p.row < len(rows)]
+    drawn = np.concatenate([_windows(values, rows[row], [(p.column * layout.column_s, (p.column + 1) * layout.column_s)
+                                                         for p in panels if p.row == row], fine)
+                            for row in dict.fromkeys(p.row for p in panels)])  # panels are listed row by row
+    coarse_steps = list(range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1, 2))
     leads, lags = [], []
     for r in strip_rows:
-        shifted = {}  # the strip over a time window, by (t0, t1, step): the panels of one column share it
-
-        def score(p: Panel, step: int) -> float:
-            if (p.t0, p.t1, step) not in shifted:
-                lag = step * STRIP_STEP_S
-                shifted[p.t0, p.t1, step] = values(rows[r], p.t0 + lag, p.t1 + lag, fine)
-            return _likeness(shifted[p.t0, p.t1, step], panels[p])
-
-        # every panel on every other step, then the best one's neighbouring steps
-        coarse = {(p, step): score(p, step) for p in panels for step in range(-STRIP_MAX_LAG_STEPS, STRIP_MAX_LAG_STEPS + 1, 2)}
-        best, step = max(coarse, key=coarse.get)
-        fine_steps = {step: coarse[best, step], **{s: score(best, s) for s in (step - 1, step + 1)
-                                                    if abs(s) <= STRIP_MAX_LAG_STEPS}}
-        leads.append(best.lead)
+        # every panel on every other step, then the best one's neighbouring steps: the strip is sampled once per
+        # time window and step (the panels of one column share it), all candidates scored in one batch
+        windows = list(dict.fromkeys((p.t0, p.t1) for p in panels))
+        shifted = _windows(values, rows[r], [(t0 + step * STRIP_STEP_S, t1 + step * STRIP_STEP_S)
+                                             for t0, t1 in windows for step in coarse_steps], fine)
+        pick = [windows.index((p.t0, p.t1)) * len(coarse_steps) + k for p in panels for k in range(len(coarse_steps))]
+        coarse = _likeness(shifted[pick], np.repeat(drawn, len(coarse_steps), axis=0))
+        best = int(np.argmax(coarse))  # the first best, as max() over the candidates in this order
+        panel, step = panels[best // len(coarse_steps)], coarse_steps[best % len(coarse_steps)]
+        near = [s for s in (step - 1, step + 1) if abs(s) <= STRIP_MAX_LAG_STEPS]
+        scores = _likeness(_windows(values, rows[r], [(panel.t0 + s * STRIP_STEP_S, panel.t1 + s * STRIP_STEP_S)
+                                                      for s in near], fine),
+                           np.repeat(drawn[best // len(coarse_steps)][None], len(near), axis=0))
+        fine_steps = {step: coarse[best], **dict(zip(near, scores))}
+        leads.append(panel.lead)
         lags.append(max(fine_steps, key=fine_steps.get) * STRIP_STEP_S)
     return layout.with_rhythm(tuple(leads) or layout.rhythm), simultaneous, lags
+
+
+def _windows(values, row: TraceRow, spans: list[tuple[float, float]], n: int) -> np.ndarray:
+    """(len(spans), n): `values` of one row over each (t0, t1) window, sampled in one call (as each alone)."""
+    return values(row, np.array([t0 for t0, _ in spans])[:, None], np.array([t1 for _, t1 in spans])[:, None], n)
 
 
 def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list[int], n: int) -> bool:
@@ -309,18 +318,15 @@ def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list
     later = [(row, column) for row in range(min(len(layout.grid), len(rows))) for column in range(1, layout.columns)]
     if not later:
         return False
-    activity = {}  # by (row, column): each window's beat activity is computed once
-
-    def window(row: int, column: int) -> np.ndarray:
-        if (row, column) not in activity:
-            activity[row, column] = _activity(values(rows[row], column * width, (column + 1) * width, n))
-        return activity[row, column]
-
+    spans = [(column * width, (column + 1) * width) for column in range(layout.columns)]
+    # each row's beat activity in every column window, a row's windows sampled in one call
+    activity = {row: [_activity(v) for v in _windows(values, rows[row], spans, n)]
+                for row in dict.fromkeys([row for row, _ in later] + strip_rows)}
     same, successive = [], []
     for row, column in later:
-        panel = window(row, column)
-        same += [_correlation(panel, window(r, 0)) for r in strip_rows or [row]]
-        successive += [_correlation(panel, window(r, column)) for r in strip_rows]
+        panel = activity[row][column]
+        same += [_correlation(panel, activity[r][0]) for r in strip_rows or [row]]
+        successive += [_correlation(panel, activity[r][column]) for r in strip_rows]
     if not strip_rows:
         return float(np.mean(same)) > SIMULTANEOUS_AGREEMENT
     return float(np.mean(same)) > float(np.mean(successive))
@@ -328,7 +334,8 @@ def _simultaneous(layout: Layout, rows: list[TraceRow], values, strip_rows: list
 
 def _activity(values: np.ndarray) -> np.ndarray:
     """Where the pen moves fast: |slope|, which peaks at every QRS whatever the lead."""
-    return np.abs(np.diff(np.nan_to_num(values - np.nanmedian(values) if np.isfinite(values).any() else values)))
+    read = values[np.isfinite(values)]  # the median of what is read: np.nanmedian's, without its overhead
+    return np.abs(np.diff(np.nan_to_num(values - np.median(read) if len(read) else values)))
 
 
 def _correlation(a: np.ndarray, b: np.ndarray) -> float:
@@ -341,8 +348,9 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a[ok], b[ok])[0, 1])
 
 
-def _likeness(a: np.ndarray, b: np.ndarray) -> float:
-    """How alike two drawings of a waveform are, sample by sample (1 identical, <= 0 unrelated).
+def _likeness(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How alike two drawings of a waveform are, sample by sample (1 identical, <= 0 unrelated), per row
+    of two (m, n) arrays (-1 where fewer than 10 samples of a pair are read).
 
     The same lead drawn twice differs by the digitizer's error only, and that
     error is sparse: a sharp R peak or S trough read a pixel off in time or
@@ -353,14 +361,22 @@ def _likeness(a: np.ndarray, b: np.ndarray) -> float:
     (with it, a similar lead often out-scored the strip's own). The panel
     ends (labels, separators) and a constant offset are left out.
     """
-    trim = len(a) // 8
-    a, b = a[trim: len(a) - trim], b[trim: len(b) - trim]
+    n = a.shape[1]
+    trim = n // 8
+    a, b = a[:, trim: n - trim], b[:, trim: n - trim]
     ok = ~(np.isnan(a) | np.isnan(b))
-    if ok.sum() < 10:
-        return -1.0
-    a, b = a[ok] - np.median(a[ok]), b[ok] - np.median(b[ok])
-    error = np.mean(np.abs(a - b))
-    return float(1.0 - error / max(np.mean(np.abs(a)) + np.mean(np.abs(b)), 1e-9) * 2)
+    counts = ok.sum(axis=1)
+    if not ok.all():  # each pair's read samples to the front, in order: a row's sums then add up as its own would
+        order = np.argsort(~ok, axis=1, kind="stable")
+        a, b = np.take_along_axis(a, order, axis=1), np.take_along_axis(b, order, axis=1)
+    likeness = np.full(len(a), -1.0)
+    for k in np.unique(counts[counts >= 10]).tolist():  # rows with as many read samples, together
+        same = counts == k
+        x, y = a[same, :k], b[same, :k]
+        x, y = x - np.median(x, axis=1, keepdims=True), y - np.median(y, axis=1, keepdims=True)
+        error = np.mean(np.abs(x - y), axis=1)
+        likeness[same] = 1.0 - error / np.maximum(np.mean(np.abs(x), axis=1) + np.mean(np.abs(y), axis=1), 1e-9) * 2
+    return likeness
 
 
 def _quality(signal: np.ndarray, printed: np.ndarray, rate: float) -> dict[str, LeadQuality]:

@@ -27,6 +27,7 @@ import numpy as np
 from .crop import NoGridFound
 from .digitize import Digitized, NoTraceFound, digitize
 from .layouts import LEADS, RECORD_S
+from .page import _running
 
 MAX_PEN_MM = 2.0  # printers draw 0.2-0.5 mm lines (a coarse JPEG or a phone photo smears them to 1-1.7 mm); wider is out of focus
 MIN_BPM, MAX_BPM = 20.0, 250.0
@@ -103,5 +104,6 @@ def beats_per_minute(values: np.ndarray, rate: float) -> float | None:
 
 
 def maximum_filter(values: np.ndarray, size: int) -> np.ndarray:
-    """Running maximum of a float32 array over `size` samples (OpenCV's dilation: fast)."""
-    return cv2.dilate(values.reshape(1, -1), np.ones((1, size), np.uint8)).ravel()
+    """Running maximum of a float32 array over an odd `size` samples: OpenCV's 1 x size dilation, bit for bit,
+    built by doubling (4x faster for a beat gap's 251 samples)."""
+    return _running(values.reshape(1, -1), size, 1, cv2.max).ravel()

@@ -145,7 +145,7 @@ def test_a_faint_grid_on_a_photographed_sheet_is_found_through_the_sheets_outlin
     options = random_options(16, photo=True)
     page = render_printout(synthetic_ecg(16, FS), FS, options, seed=16)
     assert digitize(page.image, rate=FS).layout == options.layout
-    monkeypatch.setattr(page_module, "_paper_quad", lambda image: None)
+    monkeypatch.setattr(page_module, "_paper_quad", lambda image, small, factor: None)
     with pytest.raises(NoGridFound):
         digitize(page.image, rate=FS)
 
