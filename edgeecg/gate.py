@@ -27,7 +27,7 @@ import numpy as np
 from .crop import NoGridFound
 from .digitize import Digitized, NoTraceFound, digitize
 from .layouts import LEADS, RECORD_S
-from .page import _running
+from .page import running_extreme
 
 MAX_PEN_MM = 2.0  # printers draw 0.2-0.5 mm lines (a coarse JPEG or a phone photo smears them to 1-1.7 mm); wider is out of focus
 MIN_BPM, MAX_BPM = 20.0, 250.0
@@ -106,4 +106,4 @@ def beats_per_minute(values: np.ndarray, rate: float) -> float | None:
 def maximum_filter(values: np.ndarray, size: int) -> np.ndarray:
     """Running maximum of a float32 array over an odd `size` samples: OpenCV's 1 x size dilation, bit for bit,
     built by doubling (4x faster for a beat gap's 251 samples)."""
-    return _running(values.reshape(1, -1), size, 1, cv2.max).ravel()
+    return running_extreme(values.reshape(1, -1), size, 1, cv2.max).ravel()

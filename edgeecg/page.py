@@ -220,10 +220,10 @@ def _line_open(image: np.ndarray, length: int, axis: int) -> np.ndarray:
     """cv2.morphologyEx(image, cv2.MORPH_OPEN, a line of odd `length` along `axis`) (1: level, 0: upright),
     bit for bit: min and max are exact, so their running extremes can be built by doubling, in
     log2(length) passes where OpenCV spends `length` comparisons per pixel (5x faster for a 45 mm line)."""
-    return _running(_running(image, length, axis, cv2.min), length, axis, cv2.max)
+    return running_extreme(running_extreme(image, length, axis, cv2.min), length, axis, cv2.max)
 
 
-def _running(image: np.ndarray, length: int, axis: int, extreme) -> np.ndarray:
+def running_extreme(image: np.ndarray, length: int, axis: int, extreme) -> np.ndarray:
     """`extreme` (cv2.min or cv2.max) of the odd `length` pixels centred on each along `axis`; pixels
     beyond the image do not count (OpenCV's default morphology border)."""
     half, size = length // 2, image.shape[axis]
