@@ -37,6 +37,7 @@ MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does no
 STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
 STRIP_MAX_LAG_STEPS = 6  # ... up to this many either way (24 ms: about 2.4 px at 25 mm/s and 4 px/mm)
 SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate this well show the same window
+JOIN_SEARCH_MM = 1.0  # the join between two panels of a row is sought this far either side of where the row's start puts it
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
@@ -139,8 +140,11 @@ def digitize(
     if duration < 1.0:
         raise NoTraceFound("no trace on the grid (rows shorter than 1 s)")
 
-    def values(row: TraceRow, t0: float, t1: float, n: int) -> np.ndarray:
+    def values(row: TraceRow, t0: float, t1: float, n: int, keep: tuple[float, float] = (-np.inf, np.inf)) -> np.ndarray:
         x0, x1 = start + t0 * mm_per_s * ppm_x, start + t1 * mm_per_s * ppm_x
+        inside = (row.x > keep[0]) & (row.x < keep[1])
+        if not inside.all():
+            row = replace(row, x=row.x[inside], y=row.y[inside])
         return (row.baseline_y - sample_curve(row, x0, x1, n, ppm_x)) / ppm_y / gain
 
     chosen = LAYOUTS[layout] if layout else _layout_from_rows(rows, duration, values)
@@ -156,11 +160,19 @@ def digitize(
     printed = np.zeros((n, len(LEADS)), bool)
     boxes = []
     pitch = float(np.median(np.diff(baselines))) if len(baselines) > 1 else trace.shape[0] / 2
+    column_px = chosen.column_s * mm_per_s * ppm_x
+    joins = start + column_px * np.arange(1, chosen.columns)  # where one panel of a row ends and the next begins
+    joins = joins + _join_offset(rows[:len(chosen.grid)], joins, ppm_x)
     for panel in sorted(panels, key=lambda p: not p.rhythm):  # strips first: panels fill what they miss
         display = (panel.column * chosen.column_s, panel.column * chosen.column_s + (panel.t1 - panel.t0))
         first, last = int(round(panel.t0 * rate)), min(n, int(round(panel.t1 * rate)))
         row = rows[panel.row]
-        samples = values(row, display[0], display[1], last - first)
+        keep = (-np.inf, np.inf)
+        if not panel.rhythm:  # neither the pen's jump between panels nor the next panel's trace is this panel's
+            reach = row.pen_px / 2 + 1  # the jump is a pen wide, its anti-aliased edge a pixel more
+            keep = (joins[panel.column - 1] + reach if panel.column > 0 else -np.inf,
+                    joins[panel.column] - reach if panel.column < chosen.columns - 1 else np.inf)
+        samples = values(row, display[0], display[1], last - first, keep)
         column = LEADS.index(panel.lead)
         target = signal[first:last, column]
         signal[first:last, column] = np.where(np.isnan(target), samples, target)
@@ -170,6 +182,38 @@ def digitize(
     quality = _quality(signal, printed, rate)
     return Digitized(signal, rate, chosen.name, simultaneous, panels, quality, geometry.px_per_mm, mm_per_s,
                      gain, gain_source, geometry, rows, boxes)
+
+
+def _join_offset(rows: list[TraceRow], joins: np.ndarray, ppm_x: float) -> float:
+    """How far (px) the joins between panels lie from where the rows' start puts them.
+
+    Each row marks each join: a gap where a separator was erased, else the
+    pen's jump from one lead to the next (the largest step near the join). A
+    QRS near a join marks it wrongly, but joins of one page share the offset
+    (the start of a row is read to a pen width), so the most common mark wins.
+    """
+    reach = JOIN_SEARCH_MM * ppm_x
+    marks = []
+    for row in rows:
+        for join in joins:
+            first, stop = np.searchsorted(row.x, [join - reach, join + reach])  # and a point beyond either end
+            x, y = row.x[max(0, first - 1): stop + 1], row.y[max(0, first - 1): stop + 1]
+            if len(x) < 2:
+                continue
+            wide = np.diff(x)
+            step = np.abs(np.diff(y)) + np.where(wide > 1.5, np.inf, 0.0)  # a gap beats any step
+            k = int(np.argmax(step))
+            mark = (x[k] + x[k + 1]) / 2 - join
+            if step[k] >= 2 * row.pen_px and abs(mark) <= reach:
+                marks.append(mark)
+    if len(marks) < 2:
+        return 0.0
+    marks = np.array(marks)
+    agree = [np.abs(marks - m) <= 1.5 for m in marks]
+    best = max(agree, key=lambda a: a.sum())
+    if best.sum() < max(2, 0.4 * len(marks)):
+        return 0.0
+    return float(np.median(marks[best]))
 
 
 def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[TraceRow], list[float]]:
