@@ -188,6 +188,25 @@ def test_a_photo_with_a_faint_grid_is_read_at_its_scale(layout):
     assert np.median([s.pearson_r for s in scores]) > 0.6  # 0.76 and 0.84 (was about 0 at the misread scale)
 
 
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_panel_ends_at_its_join_without_the_next_panels_start(seed):
+    """Where a separator was erased, the curve's gap used to be bridged into the next lead's first sample: a ramp
+    over a panel's last ~50 ms (0.08-0.12 mV off there, in the median panel). Each panel is now read from its own
+    side of the join: what is read before the join follows the truth, and the join itself is left unread."""
+    signal = synthetic_ecg(seed, FS)
+    page = render_printout(signal, FS, RenderOptions(layout="3x4", separators=True), seed=seed)
+    result = digitize(page.image, rate=FS)
+    truth = signal - page.baseline_mv
+    ends = []
+    for panel in (p for p in result.panels if p.column < 3):
+        lead, first, last = LEADS.index(panel.lead), int(panel.t0 * FS), int(panel.t1 * FS)
+        error = result.signal[first:last, lead] - truth[first:last, lead]
+        error = error - np.nanmedian(error)
+        ends.append(np.nanmax(np.abs(error[-40:])))
+        assert np.isnan(result.signal[last - 3: last, lead]).all()
+    assert np.median(ends) < 0.03, ends
+
+
 def test_a_partial_capture_is_flagged_with_the_leads_found():
     page = render_printout(synthetic_ecg(1, FS), FS, RenderOptions(), seed=1)
     top = page.image[: int(page.image.shape[0] * 0.52)]
