@@ -38,6 +38,8 @@ STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of thi
 STRIP_MAX_LAG_STEPS = 6  # ... up to this many either way (24 ms: about 2.4 px at 25 mm/s and 4 px/mm)
 SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate this well show the same window
 JOIN_SEARCH_MM = 1.0  # the join between two panels of a row is sought this far either side of where the row's start puts it
+JOIN_GAP_PX = 1.5  # curve points further apart than this along x leave a gap there (an erased separator)
+JOIN_AGREEMENT_PX = 1.5  # marks of one page's joins this close agree on where they lie
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
@@ -201,7 +203,7 @@ def _join_offset(rows: list[TraceRow], joins: np.ndarray, ppm_x: float) -> float
             if len(x) < 2:
                 continue
             wide = np.diff(x)
-            step = np.abs(np.diff(y)) + np.where(wide > 1.5, np.inf, 0.0)  # a gap beats any step
+            step = np.abs(np.diff(y)) + np.where(wide > JOIN_GAP_PX, np.inf, 0.0)  # a gap beats any step
             k = int(np.argmax(step))
             mark = (x[k] + x[k + 1]) / 2 - join
             if step[k] >= 2 * row.pen_px and abs(mark) <= reach:
@@ -209,7 +211,7 @@ def _join_offset(rows: list[TraceRow], joins: np.ndarray, ppm_x: float) -> float
     if len(marks) < 2:
         return 0.0
     marks = np.array(marks)
-    agree = [np.abs(marks - m) <= 1.5 for m in marks]
+    agree = [np.abs(marks - m) <= JOIN_AGREEMENT_PX for m in marks]
     best = max(agree, key=lambda a: a.sum())
     if best.sum() < max(2, 0.4 * len(marks)):
         return 0.0

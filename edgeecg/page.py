@@ -432,10 +432,12 @@ def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
         if outline is None:
             raise
         return outline, True
+    paper = _paper_quad(image, small, factor)
+    if outline is None and paper is None:
+        return ruled, False  # nothing to compare the ruled area's outline with
     scale = SHARPNESS_SIDE / max(image.shape[:2])
     view = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)  # one copy for every quad
     ruled_sharpness = _sharpness(view, ruled * scale)
-    paper = _paper_quad(image, small, factor)
     if paper is not None and (paper_sharpness := _sharpness(view, paper * scale)) > ruled_sharpness:
         ruled, ruled_sharpness = paper, paper_sharpness
     if outline is None or cv2.contourArea(outline) < MIN_OUTLINE_SHARE * cv2.contourArea(ruled):
