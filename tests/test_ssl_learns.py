@@ -100,3 +100,26 @@ def run_and_check(tmp_path):
     assert late_loss < collapsed - 0.1, seen
     assert spread_ssl > spread_init + 0.03, seen
     assert probe_ssl > probe_init + 0.05 and probe_ssl > 3 / PAGES, seen
+
+
+def test_drawing_pairs_take_the_two_views_from_two_drawings_of_one_record():
+    """Each SimCLR pair comes from two different drawings of the same record; a scan given as copies of
+    one page gets two views of that page."""
+    from edgeecg.train.ssl import DrawingPairs
+
+    records, drawings_per_record = 4, 3
+    drawings = np.zeros((records, drawings_per_record, 16, 16, 3), np.uint8)
+    for r in range(records):
+        for d in range(drawings_per_record):
+            drawings[r, d] = 10 * r + d  # the pixel value names (record, drawing)
+    ids = (lambda image: int(np.asarray(image)[0, 0, 0]),) * 2
+    random.seed(0)
+    pairs = [DrawingPairs(drawings, ids)[r][0] for r in range(records) for _ in range(20)]
+    assert all(a // 10 == b // 10 and a != b for a, b in pairs)  # same record, other drawing
+    assert {a % 10 for a, _ in pairs} == set(range(drawings_per_record))
+
+    scans = np.repeat(drawings[:, :1], 2, axis=1)
+    assert all(a == b for a, b in (DrawingPairs(scans, ids)[r][0] for r in range(records)))
+    paired = ssl_views("paired", 16, IMAGENET_MEAN, IMAGENET_STD, 1.0, 0.05, 0.0, 0.0)
+    v0, v1 = DrawingPairs(drawings, paired)[0][0]
+    assert v0.shape == v1.shape == (3, 16, 16)

@@ -91,10 +91,6 @@ class PairedCrop:
         right, bottom = min(float(image.width), cx + w2 / 2), min(float(image.height), cy + h2 / 2)
         return image.resize((self.size, self.size), Image.BILINEAR, box=(left, top, right, bottom))
 
-    def __call__(self, image: Image.Image) -> tuple[Image.Image, Image.Image]:
-        box = self.region(image.width, image.height)
-        return self.view(image, box), self.view(image, box)
-
 
 class TwoViews:
     """image -> (view 0, view 1): a shared `PairedCrop`, then each view's own photometric pipeline."""
@@ -103,8 +99,13 @@ class TwoViews:
         self.crop, self.first, self.second = crop, first, second
 
     def __call__(self, image: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = self.crop(image)
-        return self.first(a), self.second(b)
+        return self.pair(image, image)
+
+    def pair(self, a: Image.Image, b: Image.Image) -> tuple[torch.Tensor, torch.Tensor]:
+        """View 0 of page `a` and view 1 of page `b`, cut from one shared region (two drawings of a record)."""
+        box = self.crop.region(a.width, a.height)
+        view_a, view_b = self.crop.view(a, box), self.crop.view(b, box)
+        return self.first(view_a), self.second(view_b)
 
 
 SSL_VIEWS = ("paper", "paired")

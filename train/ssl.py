@@ -10,12 +10,15 @@ the `edge` preset's SSL values (whole-page paired views, no colour jitter or blu
 
 from __future__ import annotations
 
+import random
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
+from torch.utils.data import Dataset
 
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD
 
@@ -71,9 +74,35 @@ def embedding_spread(z: torch.Tensor) -> float:
     return float(z.std(dim=0).mean() * z.shape[1] ** 0.5) if len(z) > 1 else float("nan")
 
 
+class DrawingPairs(Dataset):
+    """SimCLR pairs from several drawings of each record (N x D x S x S x 3 uint8 crops).
+
+    The two views come from two different drawings (e.g. renders of one PTB-XL record in other paper,
+    grid and photo distortions), so they share the trace and little else: the network has to tell
+    records apart by their ECG. An item whose D drawings are copies of one page (a scan) gets two views of it.
+    """
+
+    def __init__(self, drawings: np.ndarray, views):
+        if drawings.shape[1] < 2:
+            raise ValueError("drawing pairs need at least 2 drawings per record")
+        self.drawings, self.views = drawings, views
+
+    def __len__(self) -> int:
+        return len(self.drawings)
+
+    def __getitem__(self, i: int):
+        a, b = (Image.fromarray(self.drawings[i, d]) for d in random.sample(range(self.drawings.shape[1]), 2))
+        if isinstance(self.views, tuple):  # independent pipelines (the paper's views)
+            return (self.views[0](a), self.views[1](b)), 0
+        return self.views.pair(a, b), 0
+
+
 def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: torch.device,
              checkpoint: Path, log, progress) -> tuple[list[dict], float]:
-    """Run (or resume) SSL; returns the per-epoch history and the SSL time in seconds."""
+    """Run (or resume) SSL; returns the per-epoch history and the SSL time in seconds.
+
+    `images`: N x S x S x 3 pages (two views of each), or N x D x S x S x 3 drawings (`DrawingPairs`).
+    """
     two_views = TwoViewProjection(model, cfg.ssl_head_bn)
     optimizer = ssl_optimizer(model, cfg, two_views.head_bn)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.ssl_tmax, eta_min=cfg.ssl_eta_min)
@@ -90,7 +119,10 @@ def pretrain(model: SimCardioNet, images: np.ndarray, cfg: TrainConfig, device: 
         log(f"resuming SSL after epoch {state['epoch']}")
     views = ssl_views(cfg.ssl_views, cfg.input_size, IMAGENET_MEAN, IMAGENET_STD, cfg.ssl_min_scale, cfg.ssl_jitter,
                       cfg.ssl_colour, cfg.ssl_blur)
-    dataset = CropDataset(images, np.zeros(len(images)), views, views=2 if isinstance(views, tuple) else 1)
+    if images.ndim == 5:
+        dataset = DrawingPairs(images, views)
+    else:
+        dataset = CropDataset(images, np.zeros(len(images)), views, views=2 if isinstance(views, tuple) else 1)
     triplet = cfg.triplet_margin or None
     views_net = distributed.wrap(two_views.to(device), device)
     for epoch in range(start_epoch, cfg.ssl_epochs + 1):
