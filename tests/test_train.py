@@ -141,3 +141,28 @@ def test_listing_with_unknown_path_is_a_clear_error(tmp_path):
 
 def test_labelled_image_is_hashable():
     assert len({LabelledImage(path=__import__("pathlib").Path("a"), label="x")}) == 1
+
+
+def test_init_from_starts_an_image_model_from_another_run_but_its_classifier(tmp_path):
+    """`--init-from` for the image branch: a PTB-XL run (5 classes) can start a Mendeley one (4); a network of
+    another shape is refused in one line."""
+    import torch
+
+    from edgeecg.train.checkpoint import save_checkpoint
+    from edgeecg.train.modality import ImageModality, model_config
+    from edgeecg.train.model import build_model
+
+    source_cfg = preset_config("tiny", trunk="resnet18")
+    source = build_model(model_config(source_cfg, 5))
+    save_checkpoint(tmp_path / "ptbxl.pt", {"state_dict": source.state_dict()})
+    started = ImageModality(preset_config("tiny", trunk="resnet18", init_from=str(tmp_path / "ptbxl.pt"))).fresh_model(4)
+    fresh = build_model(model_config(source_cfg, 4))
+    for name, value in started.state_dict().items():
+        if name.startswith("classifier."):
+            assert value.shape == fresh.state_dict()[name].shape
+        else:
+            assert torch.equal(value, source.state_dict()[name]), name
+
+    other = preset_config("tiny", trunk="resnet18", channels=(64, 32, 32), init_from=str(tmp_path / "ptbxl.pt"))
+    with pytest.raises(EdgeECGError, match="does not fit this model"):
+        ImageModality(other).fresh_model(4)

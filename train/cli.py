@@ -48,7 +48,8 @@ HELP = {
     "strip_misread": "of those, share whose 10 s strip (lead II) lands in a random lead's channel, as the digitizer misreads it",
     "digitized_renders": "PTB-XL signals: also train on each record drawn as a page of a random style (half photo-like) "
                          "and read back by the digitizer",
-    "init_from": "signal run (folder or .pt) whose trunk starts this model, e.g. a PTB-XL signal run",
+    "init_from": "run (folder or .pt) of the same branch whose weights start this model (image: all but the "
+                 "classifier; signal: the trunk), e.g. a PTB-XL run (--dataset ptbxl) before a Mendeley one",
     "signal_aug": "jitter training signals: gain (page and per lead), 0.02 mV noise, shift up to 0.2 s",
 }
 

@@ -78,7 +78,7 @@ class TrainConfig:
     panel_mask: float = 0.5  # PTB-XL: share of training records masked as a 3x4+1 page reads them
     strip_misread: float = 0.5  # ... of which the rhythm strip lands in a random lead's channel
     digitized_renders: bool = False  # PTB-XL: also train on every record drawn as a page and read back
-    init_from: str = ""  # a signal run whose trunk starts this one (PTB-XL pretraining)
+    init_from: str = ""  # a run of the same branch whose weights (all but the classifier) start this one
     signal_aug: bool = False  # gain, noise and time-shift jitter of training signals (signal_data.jitter)
     # evaluation and machinery
     folds: int = 3

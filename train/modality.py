@@ -13,9 +13,11 @@ import torch
 from torch.utils.data import Dataset
 
 from edgeecg.contract import IMAGENET_MEAN, IMAGENET_STD, ModelContract
+from edgeecg.errors import EdgeECGError
 
 from . import distributed
 from .augment import finetune_train
+from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import ImageTable, load_crops
 from .loops import CropDataset, predict_logits
@@ -36,6 +38,19 @@ def image_contract(cfg: TrainConfig, classes: list[str], **fields) -> ModelContr
                          trunk=cfg.trunk, **{"name": f"simcardionet-{cfg.trunk}", **fields})
 
 
+def load_all_but_classifier(model: torch.nn.Module, state_dict: dict, source: str) -> None:
+    """Copy another SimCardioNet's weights into `model`, all but the classifier (other classes allowed)."""
+    kept = {k: v for k, v in state_dict.items() if not k.startswith("classifier.")}
+    try:
+        missing, unexpected = model.load_state_dict(kept, strict=False)
+    except RuntimeError as exc:
+        missing, unexpected = [str(exc).splitlines()[-1].strip()], []
+    missing = [k for k in missing if not k.startswith("classifier.")]
+    if missing or unexpected:
+        raise EdgeECGError(f"--init-from {source}: its network does not fit this model (same --trunk, --channels, "
+                           f"--heads, --fusion-dim and --attention needed): {(missing + unexpected)[0]}")
+
+
 class ImageModality:
     """SimCardioNet on the runtime's cached crops, ImageNet-normalised."""
 
@@ -45,6 +60,7 @@ class ImageModality:
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        self.init_state = load_checkpoint(cfg.init_from)["state_dict"] if cfg.init_from else None
 
     def inputs(self, table: ImageTable, advance, log) -> np.ndarray:
         with distributed.main_first():  # rank 0 fills the crop cache, the other ranks read it
@@ -54,10 +70,14 @@ class ImageModality:
         return model_config(self.cfg, n_classes)
 
     def fresh_model(self, n_classes: int, weights: dict | None = None) -> torch.nn.Module:
-        """A new network; `weights` (SSL) replace the ImageNet start."""
-        model = build_model(self.model_config(n_classes), pretrained=self.cfg.pretrained and weights is None)
+        """A new network: from SSL `weights`, else from the `--init-from` run (its classifier left new, so a
+        PTB-XL run can start a Mendeley one), else ImageNet weights when asked for."""
+        start = weights if weights is not None else self.init_state
+        model = build_model(self.model_config(n_classes), pretrained=self.cfg.pretrained and start is None)
         if weights is not None:
             model.load_state_dict(weights)
+        elif self.init_state is not None:
+            load_all_but_classifier(model, self.init_state, self.cfg.init_from)
         return model
 
     def train_dataset(self, x: np.ndarray, y: np.ndarray) -> Dataset:
