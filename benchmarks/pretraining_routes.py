@@ -1,4 +1,4 @@
-"""Which pretraining gives the image branch domain weights without ImageNet (issue 18): four routes, 3 seeds.
+"""Which pretraining gives the image branch domain weights without ImageNet (issue 18): five routes, 3 seeds.
 
 Routes, each from the same random init per seed:
   random          no pretraining
@@ -20,8 +20,9 @@ The group folds are fixed (seed 42) for every seed; the seed changes the init, t
 
     python benchmarks/pretraining_routes.py --ptbxl ../shared/data/ptbxl-subset --seeds 42,1,2
 
-Sized for 2 CPU cores (resnet18 trunk under the edge head, 96 px, one scan per duplicate group). Prints the
-machine, the table, and writes every figure to --out/results.json (a rerun resumes where it stopped).
+Sized for 2 CPU cores (resnet18 trunk under the edge head, 96 px, one scan per duplicate group, the held-out
+calib_data groups left out). Prints the machine, the table, and writes every figure to --out/results.json
+(a rerun resumes where it stopped).
 """
 
 from __future__ import annotations
@@ -129,7 +130,7 @@ class Context:
     def config(self, seed: int, **overrides):
         a = self.args
         return preset_config("edge", trunk=a.trunk, input_size=a.size, seed=seed, pretrained=False, workers=0,
-                             ssl=True, ssl_epochs=a.ssl_epochs, epochs=a.ft_epochs, **overrides)
+                             ssl=True, ssl_epochs=a.ssl_epochs, epochs=a.ft_epochs, lr=a.ft_lr, **overrides)
 
     def log(self, text: str) -> None:
         if self.args.verbose:
@@ -191,6 +192,8 @@ def score(route: str, seed: int, weights: dict, record: dict, ctx: Context, out:
                      out / f"{route}-{seed}-ptb.pt", ctx.log, NoProgress(), "PTB-XL", val.images, val.labels,
                      epochs=ctx.args.sup_epochs)
         row["ptbxl_auc"] = macro_auc(test.labels, ImageModality(cfg).predict(fitted.model, test.images, device))
+        row["ptbxl_finetune"] = {"best_epoch": fitted.best_epoch, "train_loss": [h["train_loss"] for h in fitted.history],
+                                 "val_auc": [h["val_score"] for h in fitted.history]}
     for stale in out.glob(f"{route}-{seed}-*.pt"):
         stale.unlink()
     return row
@@ -220,6 +223,8 @@ def main() -> None:
     parser.add_argument("--ssl-epochs", type=int, default=12)
     parser.add_argument("--sup-epochs", type=int, default=12, help="most epochs on PTB-XL (fold 8 stops early)")
     parser.add_argument("--ft-epochs", type=int, default=12, help="fixed fine-tuning epochs on Mendeley")
+    parser.add_argument("--ft-lr", type=float, default=1e-3,
+                        help="AdamW lr of every supervised stage (the edge preset's 1e-3)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--verbose", action="store_true", help="print every epoch")
     parser.add_argument("--out", type=Path, default=Path("runs/pretraining-routes"))
