@@ -203,12 +203,13 @@ def summary_table(rows: list[dict]) -> str:
     keys = (("mendeley_probe_accuracy", "Mendeley probe acc."), ("mendeley_f1", "Mendeley fine-tuned macro-F1"),
             ("mendeley_accuracy", "Mendeley fine-tuned acc."), ("ptbxl_probe_auc", "PTB-XL probe AUC"),
             ("ptbxl_auc", "PTB-XL fine-tuned AUC"), ("spread", "spread"))
-    lines = ["| route | " + " | ".join(title for _, title in keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    lines = ["| route | seeds | " + " | ".join(title for _, title in keys) + " |", "|---" * (len(keys) + 2) + "|"]
     for route in ROUTES:
         mine = [r for r in rows if r["route"] == route]
         if mine:
             cells = [f"{np.mean([r[k] for r in mine]):.3f} ± {np.std([r[k] for r in mine]):.3f}" for k, _ in keys]
-            lines.append(f"| {route} | " + " | ".join(cells) + " |")
+            seeds = ", ".join(str(r["seed"]) for r in mine)
+            lines.append(f"| {route} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
