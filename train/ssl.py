@@ -5,7 +5,7 @@ preset) are the paper's: independent strong/moderate views (`--ssl-views paper -
 --ssl-colour 0.8 --ssl-blur 2`), tau 0.1, lrs 3e-4/1e-3 with cosine annealing over 50 epochs. From
 random init on near-identical printouts that recipe collapses (issue 18, benchmarks/ssl_diagnose.py);
 the `edge` preset's SSL values (whole-page paired views, no colour jitter or blur, tau 0.5, flat lr
-1e-3) learn there, given a few hundred steps (the loss leaves chance after ~100-200).
+1e-3) learn there, given a few hundred steps (the loss leaves chance after ~100-200 steps).
 """
 
 from __future__ import annotations
