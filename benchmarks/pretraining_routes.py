@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.metrics import f1_score
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,13 +45,15 @@ sys.path.insert(0, str(REPO))
 from ssl_diagnose import mendeley_crops  # noqa: E402  (same scans and crops as the SSL diagnosis)
 
 from edgeecg.atomic import write_text  # noqa: E402
+from edgeecg.backends import sigmoid  # noqa: E402
 from edgeecg.machine import cpu_model  # noqa: E402
+from edgeecg.metrics import multilabel_metrics  # noqa: E402
 from edgeecg.train import ptbxl  # noqa: E402
 from edgeecg.train.config import preset_config  # noqa: E402
 from edgeecg.train.data import group_kfold  # noqa: E402
 from edgeecg.train.finetune import fit  # noqa: E402
 from edgeecg.train.loops import seed_everything  # noqa: E402
-from edgeecg.train.modality import ImageModality, model_config  # noqa: E402
+from edgeecg.train.modality import ImageModality, load_all_but_classifier, model_config  # noqa: E402
 from edgeecg.train.model import build_model  # noqa: E402
 from edgeecg.train.ptbxl_train import render_split  # noqa: E402
 from edgeecg.train.ssl import pretrain  # noqa: E402
@@ -69,14 +71,13 @@ def trunk_weights(model: torch.nn.Module) -> dict:
 
 def network(cfg, classes: int, weights: dict) -> torch.nn.Module:
     model = build_model(model_config(cfg, classes))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    assert not unexpected and all(k.startswith("classifier.") for k in missing), (missing, unexpected)
+    load_all_but_classifier(model, weights, "the pretrained route")
     return model
 
 
-def macro_auc(y: np.ndarray, scores: np.ndarray) -> float:
-    keep = [c for c in range(y.shape[1]) if 0 < y[:, c].sum() < len(y)]
-    return float(roc_auc_score(y[:, keep], scores[:, keep], average="macro"))
+def macro_auc(y: np.ndarray, probs: np.ndarray) -> float:
+    """Macro AUC over the superclasses, as every PTB-XL run reports it."""
+    return multilabel_metrics(y, probs, ptbxl.SUPERCLASSES)["auc_roc_macro"]
 
 
 def ptbxl_probe(model, train_x, train_y, test_x, test_y, device) -> float:
@@ -157,7 +158,7 @@ def pretrained(route: str, seed: int, ctx: Context, out: Path) -> tuple[dict, di
                      NoProgress(), "PTB-XL supervised", val.images, val.labels, epochs=ctx.args.sup_epochs)
         logits = ImageModality(cfg).predict(fitted.model, test.images, ctx.device)
         record = {"pages": len(train.images), "best_epoch": fitted.best_epoch,
-                  "ptbxl_fold9_auc": macro_auc(test.labels, logits)}
+                  "ptbxl_fold9_auc": macro_auc(test.labels, sigmoid(logits))}
     record["seconds"] = time.perf_counter() - tick
     return trunk_weights(model), record
 
@@ -191,7 +192,8 @@ def score(route: str, seed: int, weights: dict, record: dict, ctx: Context, out:
         fitted = fit(network(cfg, classes, weights), train.images, train.labels, cfg, {}, device,
                      out / f"{route}-{seed}-ptb.pt", ctx.log, NoProgress(), "PTB-XL", val.images, val.labels,
                      epochs=ctx.args.sup_epochs)
-        row["ptbxl_auc"] = macro_auc(test.labels, ImageModality(cfg).predict(fitted.model, test.images, device))
+        row["ptbxl_auc"] = macro_auc(test.labels, sigmoid(ImageModality(cfg).predict(fitted.model, test.images,
+                                                                                   device)))
         row["ptbxl_finetune"] = {"best_epoch": fitted.best_epoch, "train_loss": [h["train_loss"] for h in fitted.history],
                                  "val_auc": [h["val_score"] for h in fitted.history]}
     for stale in out.glob(f"{route}-{seed}-*.pt"):
