@@ -12,6 +12,8 @@ without an outline box. That grid is the page's ruler:
 2. the grid region: the outline box when the template prints one (the
    cropper of `edgeecg.crop`, which also corrects a phone photo's
    perspective), otherwise the largest quadrilateral covering the ruled area;
+   where the grid lines still lean inside it, it is redrawn along them
+   (`edgeecg.straighten`);
 3. the scale: the period of the grid lines along each axis of the upright
    region, from the spectrum of its grid-ink profile. The 5 mm major period
    is the robust one (a JPEG may smear the minor dots); whether a period is
@@ -30,6 +32,7 @@ import numpy as np
 
 from .crop import (SIDE_BAND, WORK_SIDE, NoGridFound, _as_bgr, _coarse_quad, _refine_quad, _trace_quad_in, components,
                    find_trace_quad, nonzero_xy, order_clockwise)
+from .straighten import straighten
 
 READ_KERNEL_PX = 11  # the paper-level neighbourhood while the scale is not yet known (2.5 mm at 4.4 px/mm)
 PAPER_KERNEL_MM = 2.5  # the paper level is the brightest level within this distance (wider than any line)
@@ -63,6 +66,7 @@ SHARPNESS_KERNEL = 5  # px: the paper-level neighbourhood on that copy
 OUTLINE_PREFERENCE = 1.15  # ... and a printed box wins unless the ruled area's grid lines are this much sharper
 MAX_SHEET_SHARE = 0.95  # a sheet of paper outlined against its surroundings covers less of the frame than this
 MIN_SCALE_DISAGREEMENT = 1.2  # two readings of the grid's period differ when their scales are this far apart
+STRAIGHTEN_PASSES = 3  # at most this many redraws of the region by its grid lines' lean (`edgeecg.straighten`)
 MIN_OUTLINE_SHARE = 0.6  # a printed box frames at least this much of the ruled area (else it is some other box)
 
 
@@ -380,11 +384,15 @@ def _read_page(image_bgr: np.ndarray, row_span_s: float, speed_mm_per_s: float) 
 
 def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s: float,
              speed_mm_per_s: float) -> PageGeometry:
-    """Straighten the region `quad` outlines and measure the grid's period and scale in it."""
-    upright = _warp(image_bgr, quad)
-    grey_ink, grid_ink, brightest = _darkness(upright, READ_KERNEL_PX)
-    trace = grey_ink > TRACE_DARKNESS
-    grid = np.where(trace, 0.0, grid_ink)
+    """Straighten the region `quad` outlines (by its grid lines where they lean in it) and measure the grid's
+    period and scale in it."""
+    upright, grey_ink, grid_ink, brightest, trace, grid = _upright_maps(image_bgr, quad)
+    for _ in range(STRAIGHTEN_PASSES):  # a strong perspective is measured better once the region is nearly straight
+        straight = straighten(quad, grid)
+        if straight is None:
+            break
+        quad = straight
+        upright, grey_ink, grid_ink, brightest, trace, grid = _upright_maps(image_bgr, quad)
     spectrum_x = _spectrum(grid.mean(axis=0))
     period_x = None if spectrum_x is None else _spectral_period(spectrum_x, None)
     if period_x is None:
@@ -413,6 +421,14 @@ def _measure(image_bgr: np.ndarray, quad: np.ndarray, outline: bool, row_span_s:
         raise NoGridFound("no ECG grid found (grid spacing not readable)")
     return PageGeometry(quad.astype(np.float32), upright, ppm, (period_x, period_y), period_mm, outline,
                         (grey_ink, grid_ink), READ_KERNEL_PX, brightest)
+
+
+def _upright_maps(image_bgr: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The region warped upright, its `_darkness` maps, its trace ink and its grid ink with the trace zeroed."""
+    upright = _warp(image_bgr, quad)
+    grey_ink, grid_ink, brightest = _darkness(upright, READ_KERNEL_PX)
+    trace = grey_ink > TRACE_DARKNESS
+    return upright, grey_ink, grid_ink, brightest, trace, np.where(trace, 0.0, grid_ink)
 
 
 def _grid_quad(image: np.ndarray) -> tuple[np.ndarray, bool]:
