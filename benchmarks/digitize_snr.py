@@ -4,7 +4,8 @@ Each page gets a random style (`edgeecg.render.random_options`: grid colour,
 paper tone, outline box or full-page grid, pulse position, labels, separators,
 header, simultaneous columns, strip lead) with the layout fixed; "photo" adds
 rotation, perspective, creases, blur, noise and JPEG. The signals are PTB-XL
-fold-9 records when `--ptbxl` is given (held out of every model's training),
+fold-9 records when `--ptbxl` is given (held out of every model's training;
+`--fold 8`, the validation fold, is where a change to the reader is judged),
 else synthetic ECGs (`edgeecg.synthetic`).
 
 Prints one table: per layout and condition, how often the layout was read,
@@ -54,23 +55,23 @@ def _at_rate(signal: np.ndarray, rate: float, target: float) -> np.ndarray:
     return np.stack([np.interp(times, grid, signal[:, i]) for i in range(signal.shape[1])], axis=1)
 
 
-def _signals(pages: int, ptbxl: Path | None) -> list[tuple[np.ndarray, float]]:
-    """(signal mV, rate) per page: PTB-XL fold-9 records in ecg_id order, or synthetic ECGs."""
+def _signals(pages: int, ptbxl: Path | None, fold: int) -> list[tuple[np.ndarray, float]]:
+    """(signal mV, rate) per page: PTB-XL records of `fold` in ecg_id order, or synthetic ECGs."""
     if ptbxl is None:
         return [(synthetic_ecg(seed, FS), FS) for seed in range(pages)]
     import wfdb
 
     table = list(csv.DictReader(open(ptbxl / "ptbxl_database.csv")))
-    held_out = [row for row in table if row["strat_fold"] == "9"][:pages]
+    held_out = [row for row in table if row["strat_fold"] == str(fold)][:pages]
     records = [wfdb.rdrecord(str(ptbxl / row["filename_lr"])) for row in held_out]
     return [(r.p_signal[:, [[n.lower() for n in r.sig_name].index(lead.lower()) for lead in LEADS]].astype(np.float32),
              float(r.fs)) for r in records]
 
 
-def _render_rows(pages: int, ptbxl: Path | None, px_per_mm: float | None, by_style: bool) -> list[tuple]:
+def _render_rows(pages: int, ptbxl: Path | None, fold: int, px_per_mm: float | None, by_style: bool) -> list[tuple]:
     """One row per layout (or grid style) and condition: (name, condition, read, SNR, r, share r < 0.5, ms)."""
     rows = []
-    signals = _signals(pages, ptbxl)
+    signals = _signals(pages, ptbxl, fold)
     papers = list(PAPER_TONES)
     for name in (GRID_STYLES if by_style else LAYOUTS):
         layout = "3x4+1" if by_style else name
@@ -135,15 +136,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=5, help="renders per layout and condition")
     parser.add_argument("--ptbxl", type=Path, help="PTB-XL folder: render its fold-9 records instead of synthetic ECGs")
+    parser.add_argument("--fold", type=int, default=9, help="the PTB-XL strat_fold to render (9: test, 8: validation)")
     parser.add_argument("--ludb", type=Path, help="folder of the LUDB printouts (manifest.csv, images/, records/)")
     parser.add_argument("--ludb-limit", type=int, default=100)
     parser.add_argument("--px-per-mm", type=float, help="render at this resolution (default: the shared scans' 3.95)")
     parser.add_argument("--by-style", action="store_true", help="rows per grid style (3x4+1 pages) instead of layout")
     args = parser.parse_args()
-    rows = _render_rows(args.pages, args.ptbxl, args.px_per_mm, args.by_style)
+    rows = _render_rows(args.pages, args.ptbxl, args.fold, args.px_per_mm, args.by_style)
     if args.ludb:
         rows.append(_ludb_row(args.ludb, args.ludb_limit))
-    source = f"PTB-XL fold 9 ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
+    source = f"PTB-XL fold {args.fold} ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
     resolution = f"{args.px_per_mm:g} px/mm" if args.px_per_mm else "default resolution"
     styles = "every grid style, 3x4+1" if args.by_style else "random styles"
     print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, {styles}, "

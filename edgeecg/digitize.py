@@ -40,6 +40,7 @@ SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate t
 JOIN_SEARCH_MM = 1.0  # the join between two panels of a row is sought this far either side of where the row's start puts it
 JOIN_GAP_PX = 1.5  # curve points further apart than this along x leave a gap there (an erased separator)
 JOIN_AGREEMENT_PX = 1.5  # marks of one page's joins this close agree on where they lie
+ROW_EDGE_AGREEMENT_MM = 1.0  # rows whose first (or last) ink lies this close start (or end) together
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
@@ -134,8 +135,7 @@ def digitize(
 
     rows, pulse_heights = _cut_pulses(rows, ppm_x, ppm_y)
     gain, gain_source = _gain(pulse_heights, mm_per_mv, len(rows))
-    start = float(np.median([r.x_start for r in rows]))
-    end = float(np.median([r.x_end for r in rows]))
+    start, end = _row_span(rows, ROW_EDGE_AGREEMENT_MM * ppm_x, RECORD_S * mm_per_s * ppm_x)
     duration = (end - start) / ppm_x / mm_per_s
     if abs(duration / RECORD_S - 1) <= RECORD_SNAP:
         duration = RECORD_S  # the rows' ends are read to a pen width or so; a standard record is 10 s
@@ -184,6 +184,29 @@ def digitize(
     quality = _quality(signal, printed, rate)
     return Digitized(signal, rate, chosen.name, simultaneous, panels, quality, geometry.px_per_mm, mm_per_s,
                      gain, gain_source, geometry, rows, boxes)
+
+
+def _row_span(rows: list[TraceRow], tolerance: float, record_px: float) -> tuple[float, float]:
+    """(start, end) x of the record on the page. Every row of a standard page starts at the record's start and
+    ends at its end, but on a photo a stroke at the sheet's edge or a pulse's remnant can join a row's trace and
+    move its first (or last) ink by millimetres: the rows that agree within `tolerance` outvote it, even when
+    they are not the majority; where two groups are as large, the pair of edges a standard record's length
+    (`record_px`) apart wins."""
+    starts = _agreeing_edges([r.x_start for r in rows], tolerance)
+    ends = _agreeing_edges([r.x_end for r in rows], tolerance)
+    return min(((a, b) for a in starts for b in ends), key=lambda pair: abs(pair[1] - pair[0] - record_px))
+
+
+def _agreeing_edges(edges: list[float], tolerance: float) -> list[float]:
+    """The median edge of each largest group of edges within `tolerance` of one another; the median of all
+    when no two agree."""
+    edges = np.asarray(edges, np.float64)
+    near = np.abs(edges[:, None] - edges[None, :]) <= tolerance
+    counts = near.sum(axis=1)
+    if counts.max() < 2:
+        return [float(np.median(edges))]
+    groups = dict.fromkeys(tuple(np.flatnonzero(near[i])) for i in np.flatnonzero(counts == counts.max()))
+    return [float(np.median(edges[list(group)])) for group in groups]
 
 
 def _join_offset(rows: list[TraceRow], joins: np.ndarray, ppm_x: float) -> float:

@@ -322,3 +322,20 @@ def test_digitize_command_reports_each_bad_input_in_one_line(scan, tmp_path):
     assert result.exit_code == 1
     assert "notes.png" in result.output and "missing.jpg: no such file" in result.output
     assert (tmp_path / "out" / "page.json").exists()
+
+
+def test_strokes_joined_to_two_rows_starts_do_not_move_the_record():
+    """Two of four rows begin with a stroke from beside the grid (a photo's sheet edge, a pen mark): the two rows
+    that start together, a record's length before where every row ends, place the record in time."""
+    signal = synthetic_ecg(4, FS)
+    page = render_printout(signal, FS, RenderOptions(layout="3x4+1", calibration="none"), seed=4)
+    image, geometry, ppm = page.image.copy(), page.geometry, page.px_per_mm
+    start = geometry.trace_start_mm * ppm
+    for row in (0, 3):
+        baseline = geometry.baseline_mm(row) * ppm
+        cv2.line(image, (int(start - 8 * ppm), int(baseline - 4 * ppm)), (int(start), int(baseline)), (40, 40, 40), 2)
+    result = digitize(image, rate=FS)
+    truth = signal - page.baseline_mv
+    scores = [s for s in (score_lead(truth[:, i], result.signal[:, i], FS) for i in range(len(LEADS))) if s]
+    assert len(scores) == len(LEADS)
+    assert max(abs(s.shift_s) for s in scores) < 0.02, [s.shift_s for s in scores]
