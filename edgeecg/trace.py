@@ -23,7 +23,7 @@ from .crop import components, nonzero_xy
 
 MIN_ROW_GAP_MM = 8.0  # baselines are at least this far apart (12 x 1 layouts on A4: about 15 mm)
 MIN_ROW_COVER = 0.35  # a trace row has ink near its baseline over at least this share of the width ...
-MIN_SPAN_COVER = 0.6  # ... and of its own span
+MIN_SPAN_COVER = 0.5  # ... and of its own span
 BASELINE_BAND_MM = 2.0  # a stroke "runs along" a baseline when it has ink this close to it ...
 BAND_OF_PITCH = 0.12  # ... but never more than this share of the row pitch
 ALONG_MM = 3.0  # ... over at least this many millimetres of x
@@ -64,7 +64,10 @@ def _covers_row(trace: np.ndarray, y: int, ppm: float) -> bool:
     """A row of trace (not a line of text): ink near y over most of its horizontal extent."""
     reach = MIN_ROW_GAP_MM / 2 * ppm  # as far as the next row allows: a wandering baseline stays within it
     band = trace[max(0, int(y - reach)): int(y + reach) + 1]
-    columns = np.nonzero(band.any(axis=0))[0]
+    # a faint trace on a photo breaks into dashes: columns within a bridgeable break of ink count as inked
+    inked = band.any(axis=0).astype(np.uint8)[None, :]
+    gap = max(1, int(MAX_GAP_MM * ppm)) | 1
+    columns = np.nonzero(cv2.morphologyEx(inked, cv2.MORPH_CLOSE, np.ones((1, gap), np.uint8)).ravel())[0]
     if len(columns) < 2:
         return False
     width = trace.shape[1]

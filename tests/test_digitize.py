@@ -339,3 +339,14 @@ def test_strokes_joined_to_two_rows_starts_do_not_move_the_record():
     scores = [s for s in (score_lead(truth[:, i], result.signal[:, i], FS) for i in range(len(LEADS))) if s]
     assert len(scores) == len(LEADS)
     assert max(abs(s.shift_s) for s in scores) < 0.02, [s.shift_s for s in scores]
+
+
+def test_a_rhythm_strip_drawn_in_dashes_is_still_a_row():
+    """A faint pen on a photo leaves a flat strip as dashes (here 2.2 of every 4 mm): still a row of trace."""
+    page = render_printout(synthetic_ecg(6, FS), FS, RenderOptions(layout="3x4+1", calibration="none"), seed=6)
+    image, geometry, ppm = page.image.copy(), page.geometry, page.px_per_mm
+    baseline, half = geometry.baseline_mm(3) * ppm, geometry.row_pitch_mm / 2 * ppm
+    start = geometry.trace_start_mm * ppm
+    for x in np.arange(start + 2.2 * ppm, start + 250 * ppm, 4 * ppm):
+        image[int(baseline - half): int(baseline + half), int(x): int(x + 1.8 * ppm)] = 255
+    assert digitize(image, rate=FS).layout == "3x4+1"
