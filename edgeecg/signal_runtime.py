@@ -31,10 +31,10 @@ DIGITIZER_SETTINGS = {"rate": DEFAULT_RATE, "layout": "auto", "mm_per_s": SPEED_
 
 def digitizer_key() -> str:
     """Hash of the sources digitized signals depend on: cached signals and model provenance use it."""
-    from . import crop, digitize as digitize_module, layouts, page, trace
+    from . import crop, digitize as digitize_module, layouts, page, straighten, trace
 
     digest = hashlib.sha256()
-    for module in (crop, page, trace, digitize_module, layouts):
+    for module in (crop, page, straighten, trace, digitize_module, layouts):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
