@@ -40,7 +40,7 @@ SIMULTANEOUS_AGREEMENT = 0.5  # without a strip: columns whose beats correlate t
 JOIN_SEARCH_MM = 1.0  # the join between two panels of a row is sought this far either side of where the row's start puts it
 JOIN_GAP_PX = 1.5  # curve points further apart than this along x leave a gap there (an erased separator)
 JOIN_AGREEMENT_PX = 1.5  # marks of one page's joins this close agree on where they lie
-ROW_EDGE_AGREEMENT_MM = 1.0  # rows whose first (or last) ink lies this close start (or end) together
+ROW_EDGE_AGREEMENT_MM = 1.5  # rows whose first (or last) ink lies this close start (or end) together
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
