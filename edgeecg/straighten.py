@@ -32,7 +32,8 @@ COARSE_SLOPES = 15  # slopes tried over +-MAX_SLOPE ...
 FINE_STEP = 0.0025  # ... then around the best at this step (1 px over 400)
 MIN_LEAN = 0.006  # below this lean (0.35 degrees, 6 px over 1000) in every tile the region is kept
 MIN_SHARPENING = 1.5  # a tile counts when its best slope's profile is this much sharper than a typical slope's
-MIN_TILES = 3  # a vanishing point from at least this many tiles' lines
+MIN_TILES = 3  # a vanishing point from at least this many tiles' lines ...
+MAX_DISAGREEMENT = 0.01  # ... each passing within this angle (radians, its sine) of it
 
 
 def straighten(quad: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
@@ -54,9 +55,10 @@ def straighten(quad: np.ndarray, grid: np.ndarray) -> np.ndarray | None:
     corners = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
     to_input = cv2.getPerspectiveTransform(corners, region).astype(np.float64)
     # tile centres and directions in upright pixels (x, y): level lines run (1, s), upright ones (s, 1)
-    level_lines = [_line(to_input, (x, y), (x + 1.0, y + s)) for x, y, s in level]
-    upright_lines = [_line(to_input, (y, x), (y + s, x + 1.0)) for x, y, s in upright]
-    vanish_level, vanish_upright = _meeting_point(level_lines), _meeting_point(upright_lines)
+    vanish_level = _meeting_point([((x, y), (x + 1.0, y + s)) for x, y, s in level], to_input)
+    vanish_upright = _meeting_point([((y, x), (y + s, x + 1.0)) for x, y, s in upright], to_input)
+    if vanish_level is None or vanish_upright is None:
+        return None
     sides_mid = [(region[i] + region[(i + 1) % 4]) / 2 for i in range(4)]  # top, right, bottom, left
     top, bottom = (np.cross(_homogeneous(sides_mid[i]), vanish_level) for i in (0, 2))
     right, left = (np.cross(_homogeneous(sides_mid[i]), vanish_upright) for i in (1, 3))
@@ -137,13 +139,24 @@ def _homogeneous(point: np.ndarray) -> np.ndarray:
     return np.array([point[0], point[1], 1.0])
 
 
-def _line(to_input: np.ndarray, a: tuple[float, float], b: tuple[float, float]) -> np.ndarray:
-    """The input-image line (homogeneous, unit normal) through upright points a and b."""
-    pa, pb = (to_input @ np.array([p[0], p[1], 1.0]) for p in (a, b))
-    line = np.cross(pa / pa[2], pb / pb[2])
-    return line / np.hypot(line[0], line[1])
-
-
-def _meeting_point(lines: list[np.ndarray]) -> np.ndarray:
-    """The homogeneous point nearest to all lines (least squares: the smallest singular vector)."""
-    return np.linalg.svd(np.array(lines))[2][-1]
+def _meeting_point(segments: list[tuple[tuple[float, float], tuple[float, float]]],
+                   to_input: np.ndarray) -> np.ndarray | None:
+    """The homogeneous input-image point where the lines through the upright point pairs `segments` meet (least
+    squares: the smallest singular vector). A tile whose line misses it by more than MAX_DISAGREEMENT is left
+    out while MIN_TILES remain (a crease or shadow edge can outshine the grid in one tile); None when the
+    lines still disagree."""
+    points = [[to_input @ np.array([p[0], p[1], 1.0]) for p in pair] for pair in segments]
+    points = [[p / p[2] for p in pair] for pair in points]
+    lines = [np.cross(a, b) / np.hypot(*np.cross(a, b)[:2]) for a, b in points]
+    while True:
+        meeting = np.linalg.svd(np.array(lines))[2][-1]
+        # how far each line turns from the direction from its tile towards the meeting point (sine of the angle)
+        towards = [meeting[:2] - meeting[2] * a[:2] for a, _ in points]
+        misses = [abs(line[0] * t[0] + line[1] * t[1]) / max(float(np.hypot(*t)), 1e-12)
+                  for line, t in zip(lines, towards)]
+        worst = int(np.argmax(misses))
+        if misses[worst] <= MAX_DISAGREEMENT:
+            return meeting
+        if len(lines) <= MIN_TILES:
+            return None
+        del lines[worst], points[worst]

@@ -12,7 +12,7 @@ from edgeecg.digitize import digitize
 from edgeecg.layouts import LEADS
 from edgeecg.render import RenderOptions, render_printout
 from edgeecg.signal_score import score_lead
-from edgeecg.straighten import straighten
+from edgeecg.straighten import _meeting_point, straighten
 from edgeecg.synthetic import synthetic_ecg
 
 FS = 500.0
@@ -67,3 +67,13 @@ def test_leads_are_read_from_a_leaning_outline(monkeypatch, seed):
     assert result.layout == "3x4+1" and len(scores) == len(LEADS)
     assert np.median([s.pearson_r for s in scores]) > 0.9
     assert min(s.pearson_r for s in scores) > 0.5
+
+
+def test_a_tile_whose_line_misses_the_others_meeting_point_is_left_out():
+    """Level lines of four tiles; one tile's reading follows a crease at 4 degrees instead of the grid."""
+    identity = np.eye(3)
+    level = [((0.0, y), (1.0, y)) for y in (0.0, 1.0, 2.0)]
+    crease = ((5.0, 1.5), (6.0, 1.57))
+    meeting = _meeting_point(level + [crease], identity)
+    assert meeting is not None and abs(meeting[1]) < 1e-6 * abs(meeting[0])  # at infinity, along x
+    assert _meeting_point(level[:2] + [crease], identity) is None  # too few tiles left to outvote it
