@@ -51,6 +51,8 @@ RULED_LINE_SHARE = 0.025  # the level lattice lines (>= 5 % of the region's pixe
 LATTICE_DARKNESS = FAINT_TRACE_DARKNESS / 2  # ... darker than this when they need removing (else no faint trace joins)
 EDGE_MM = 0.4  # ink this close to the region's edge is the page's frame, not trace
 SEPARATOR_MM = 65.0  # a column separator spans the panel rows (>= 75 mm); a QRS stroke, even 6 mV at 10 mm/mV, 60 mm at most
+STRAIGHT_MM = 25.0  # straight strokes this long are separators (upright) or creases and sheet edges (slanted) ...
+SLANT_DEG = 15.0  # ... slanted: this far from both level and upright (a QRS stroke is within ~10 degrees of upright)
 # A phone photo is ~4000 px across (~14 px/mm on a page filling the frame); reading it at full size costs ~10x a
 # scan's time for no gain: 1800 px still gives ~6 px/mm on a full A4 frame (the shared scans have 4).
 MAX_READ_SIDE = 1800
@@ -156,7 +158,10 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     trace = _hysteresis(grey_ink, *thresholds)
     trace = cv2.bitwise_and(trace, _paper_above(brightest))  # a photo's desk beside the page is no trace
     straight = _line_open(trace, long_h, 1)
-    straight = cv2.bitwise_or(straight, _upright_bars(trace, 25 * px_per_mm, SEPARATOR_MM * px_per_mm))
+    segments = _long_segments(trace, STRAIGHT_MM * px_per_mm)
+    straight = cv2.bitwise_or(straight, _upright_bars(trace, segments, STRAIGHT_MM * px_per_mm,
+                                                      SEPARATOR_MM * px_per_mm))
+    straight = cv2.bitwise_or(straight, _slanted_lines(trace.shape, segments))
     straight = cv2.dilate(straight, np.ones((3, 3), np.uint8))
     trace = cv2.bitwise_and(trace, cv2.bitwise_not(straight))
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
@@ -312,8 +317,15 @@ def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
     return np.take(strong, labels)  # the 8-bit mask straight from the table (faster than indexing, then casting)
 
 
-def _upright_bars(trace: np.ndarray, min_length: float, min_run: float) -> np.ndarray:
-    """uint8 mask of near-vertical straight lines at least `min_length` long (column separators).
+def _long_segments(trace: np.ndarray, min_length: float) -> np.ndarray:
+    """(n, 4) int x1, y1, x2, y2 of the straight strokes at least `min_length` long in the trace mask."""
+    lines = cv2.HoughLinesP(trace, 1, np.pi / 360, threshold=int(0.7 * min_length),
+                            minLineLength=int(min_length), maxLineGap=2)
+    return np.zeros((0, 4), np.int32) if lines is None else lines.reshape(-1, 4)
+
+
+def _upright_bars(trace: np.ndarray, segments: np.ndarray, min_length: float, min_run: float) -> np.ndarray:
+    """uint8 mask of the near-vertical straight `segments` (column separators), grown to their ink's full run.
 
     A separator is straight, even when a photo leaves it a degree or two off
     vertical, and runs across the panel rows. A QRS stroke can be straight and
@@ -321,16 +333,29 @@ def _upright_bars(trace: np.ndarray, min_length: float, min_run: float) -> np.nd
     only when the unbroken upright ink through it is at least `min_run` long.
     """
     bars = np.zeros_like(trace)
-    lines = cv2.HoughLinesP(trace, 1, np.pi / 360, threshold=int(0.7 * min_length),
-                            minLineLength=int(min_length), maxLineGap=2)
-    for x1, y1, x2, y2 in ([] if lines is None else lines.reshape(-1, 4)):
+    for x1, y1, x2, y2 in segments:
         upright = abs(x2 - x1) <= 0.05 * abs(y2 - y1)  # within about 3 degrees of vertical
         if upright and _upright_run(trace, x1, y1, x2, y2) >= min_run:
             cv2.line(bars, (int(x1), int(y1)), (int(x2), int(y2)), 1, 2)
+    if not bars.any():
+        return bars
     # Hough finds the bar between the traces it crosses; the rest of it is any tall upright run in its columns
     columns = cv2.dilate(bars.any(axis=0).astype(np.uint8)[None, :], np.ones((1, 5), np.uint8))
     upright_runs = _line_open(trace, _odd(min_length / 3), 0)
     return cv2.bitwise_or(bars, upright_runs * columns)
+
+
+def _slanted_lines(shape: tuple[int, ...], segments: np.ndarray) -> np.ndarray:
+    """uint8 mask of the straight `segments` that slant between SLANT_DEG from level and from upright: a crease,
+    a fold's shadow or a sheet's edge on a photo. No ECG stroke runs that straight that long on a slant: a QRS
+    stroke is near upright, a baseline near level, and a wave is curved."""
+    lines = np.zeros(shape[:2], np.uint8)
+    low, high = np.tan(np.radians(SLANT_DEG)), np.tan(np.radians(90 - SLANT_DEG))
+    for x1, y1, x2, y2 in segments:
+        rise, run = abs(int(y2) - int(y1)), abs(int(x2) - int(x1))
+        if low * run <= rise <= high * run:
+            cv2.line(lines, (int(x1), int(y1)), (int(x2), int(y2)), 1, 2)
+    return lines
 
 
 def _upright_run(trace: np.ndarray, x1: int, y1: int, x2: int, y2: int) -> int:

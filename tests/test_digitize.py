@@ -350,3 +350,17 @@ def test_a_rhythm_strip_drawn_in_dashes_is_still_a_row():
     for x in np.arange(start + 2.2 * ppm, start + 250 * ppm, 4 * ppm):
         image[int(baseline - half): int(baseline + half), int(x): int(x + 1.8 * ppm)] = 255
     assert digitize(image, rate=FS).layout == "3x4+1"
+
+
+def test_a_crease_across_the_rows_is_not_traced():
+    """A fold's shadow or a crease: a long straight dark line on a slant, crossing a row's trace."""
+    signal = synthetic_ecg(8, FS)
+    page = render_printout(signal, FS, RenderOptions(layout="3x4+1"), seed=8)
+    image, geometry, ppm = page.image.copy(), page.geometry, page.px_per_mm
+    x = (geometry.trace_start_mm + 3 * geometry.column_mm + 5) * ppm
+    y = geometry.baseline_mm(0) * ppm
+    cv2.line(image, (int(x), int(y - 3 * ppm)), (int(x + 50 * ppm), int(y + 26 * ppm)), (70, 70, 70), 2)
+    result = digitize(image, rate=FS)
+    truth = signal - page.baseline_mv
+    v4 = LEADS.index("V4")
+    assert score_lead(truth[:, v4], result.signal[:, v4], FS).pearson_r > 0.8
