@@ -154,10 +154,16 @@ def test_cli_watch_classifies_new_scans_until_ctrl_c(tmp_path, tiny_model, mende
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    watcher = subprocess.Popen(
-        [sys.executable, "-m", "edgeecg.cli", "infer", "--model", str(tiny_model), "--json", "--watch", str(inbox)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
-    )
+    # a shell starts a background job (a CI script run with `&`) with Ctrl-C ignored, and the watcher would inherit
+    # that: start it as from a terminal, where Ctrl-C stops it (a handled signal is reset to its default on exec)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "edgeecg.cli", "infer", "--model", str(tiny_model), "--json", "--watch", str(inbox)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env,
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
     try:
         assert "watching" in watcher.stderr.readline()
         scan = next(iter(sorted((mendeley_dir / "normal").glob("*.jpg"))))
