@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -127,7 +129,8 @@ def watch_folder(
     have not changed for `settle_s` (the quiet period) and once more while it is read; a file whose bytes
     stop before its format's end is retried until `give_up_s` after it settled, then handed over (the
     reader reports it). The same content at the same name is handed over once. Polls every `poll_s`;
-    Ctrl-C or `stop_after` handed-over images ends the watch. An unreadable file or folder goes to
+    Ctrl-C, SIGTERM (a service manager stopping the box's watcher) or `stop_after` handed-over images ends
+    the watch. An unreadable file or folder goes to
     `on_error(path, message)` (default: ignored) and the watch goes on; the callback handles its own errors.
     `on_ready()` is called once the images already there are recorded.
     """
@@ -137,6 +140,9 @@ def watch_folder(
     watch = _Watch(folder, callback, settle_s, give_up_s, on_error or (lambda path, message: None))
     if on_ready is not None:
         on_ready()
+    # signal handlers can only be set on the main thread; a watch run elsewhere stops by stop_after alone
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main else None
     try:
         while stop_after is None or watch.handled < stop_after:
             watch.poll(time.monotonic(), stop_after)
@@ -144,7 +150,15 @@ def watch_folder(
                 time.sleep(poll_s)
     except KeyboardInterrupt:
         pass
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
     return watch.handled
+
+
+def _interrupt(signum: int, frame) -> None:
+    """SIGTERM ends a watch as Ctrl-C does, so the caller still reports what was done."""
+    raise KeyboardInterrupt
 
 
 class _Watch:

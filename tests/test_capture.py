@@ -149,8 +149,10 @@ def test_watch_refuses_a_missing_folder(tmp_path):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
-def test_cli_watch_classifies_new_scans_until_ctrl_c(tmp_path, tiny_model, mendeley_dir):
+@pytest.mark.skipif(sys.platform == "win32", reason="sends POSIX signals")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_cli_watch_classifies_new_scans_until_stopped(tmp_path, tiny_model, mendeley_dir, stop):
+    """Ctrl-C at a terminal, or SIGTERM from a service manager: the watch ends with its summary, exit code 0."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -170,7 +172,7 @@ def test_cli_watch_classifies_new_scans_until_ctrl_c(tmp_path, tiny_model, mende
         (inbox / "scan.jpg").write_bytes(scan.read_bytes())
         result = json.loads(watcher.stdout.readline())
         assert result["path"] == str(inbox / "scan.jpg") and "label" in result
-        watcher.send_signal(signal.SIGINT)
+        watcher.send_signal(stop)
         out, err = watcher.communicate(timeout=30)
     finally:
         watcher.kill()
