@@ -151,8 +151,8 @@ def watch_folder(
     except KeyboardInterrupt:
         pass
     finally:
-        if on_main:
-            signal.signal(signal.SIGTERM, previous)
+        if on_main:  # None: the handler before was set outside Python; the default is the nearest to it
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     return watch.handled
 
 
