@@ -139,15 +139,21 @@ def _homogeneous(point: np.ndarray) -> np.ndarray:
     return np.array([point[0], point[1], 1.0])
 
 
+def _unit_line(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The homogeneous line through points a and b, scaled so that (a, b) of it is a unit normal."""
+    line = np.cross(a, b)
+    return line / np.hypot(line[0], line[1])
+
+
 def _meeting_point(segments: list[tuple[tuple[float, float], tuple[float, float]]],
                    to_input: np.ndarray) -> np.ndarray | None:
     """The homogeneous input-image point where the lines through the upright point pairs `segments` meet (least
     squares: the smallest singular vector). A tile whose line misses it by more than MAX_DISAGREEMENT is left
     out while MIN_TILES remain (a crease or shadow edge can outshine the grid in one tile); None when the
     lines still disagree."""
-    points = [[to_input @ np.array([p[0], p[1], 1.0]) for p in pair] for pair in segments]
+    points = [[to_input @ _homogeneous(p) for p in pair] for pair in segments]
     points = [[p / p[2] for p in pair] for pair in points]
-    lines = [np.cross(a, b) / np.hypot(*np.cross(a, b)[:2]) for a, b in points]
+    lines = [_unit_line(a, b) for a, b in points]
     while True:
         meeting = np.linalg.svd(np.array(lines))[2][-1]
         # how far each line turns from the direction from its tile towards the meeting point (sine of the angle)
