@@ -32,6 +32,7 @@ DEFAULT_RATE = 500.0
 PULSE_MM = (3.0, 25.0)  # a calibration pulse is between 3 and 25 mm tall (5, 10 or 20 mm/mV) ...
 PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
 PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
+PULSE_EDGE_MM = 0.8  # a pulse's vertical edge, drawn by a thick pen, is at most this wide
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
 STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
@@ -267,6 +268,10 @@ def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: floa
 
     Works on the curve's upper envelope per pixel column, so the pulse's
     vertical edges (one column holding both its foot and its top) count as high.
+    A thick pen (a large photo) draws each edge several columns wide, and the
+    curve runs through the middle of those columns, half-way up: where the
+    envelope shows no pulse, it is sought again with dips narrower than
+    PULSE_EDGE_MM filled (a closing).
     """
     if len(x) < 4:
         return None
@@ -276,6 +281,16 @@ def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: floa
     near = columns <= origin + reach
     envelope = np.full(reach + 1, -np.inf)
     np.maximum.at(envelope, columns[near] - origin, (baseline - y[near]) / ppm_y)
+    for shape in (envelope, _closing(envelope, int(round(PULSE_EDGE_MM * ppm_x)))):
+        found = _pulse_in(shape, ppm_x)
+        if found is not None:
+            top, stop = found
+            return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
+    return None
+
+
+def _pulse_in(envelope: np.ndarray, ppm_x: float) -> tuple[float, int] | None:
+    """(height mm, column past its far edge) of the first pulse-shaped run of `envelope`, if any."""
     high = envelope > PULSE_MM[0]
     edges = np.diff(np.r_[0, high.astype(np.int8), 0])
     for first, stop in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
@@ -286,8 +301,20 @@ def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: floa
         top = float(np.median(plateau[plateau >= 0.8 * plateau.max()]))  # the edge columns aside
         flat = np.mean(np.abs(plateau - top) <= 0.08 * top)  # a pulse is flat-topped (its edge columns aside); a QRS is not
         if PULSE_WIDTH_MM[0] <= width <= PULSE_WIDTH_MM[1] and PULSE_MM[0] <= top <= PULSE_MM[1] and flat >= 0.6:
-            return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
+            return top, int(stop)
     return None
+
+
+def _closing(values: np.ndarray, width: int) -> np.ndarray:
+    """`values` with every dip narrower than `width` samples filled to the lower of its two sides: a
+    grey-level closing by a window of `width` | 1 samples; beyond the ends nothing counts."""
+    if width < 2 or len(values) < 3:
+        return values
+    half = width // 2
+    padded = np.pad(values, half, constant_values=-np.inf)
+    raised = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=1)
+    padded = np.pad(raised, half, constant_values=np.inf)
+    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).min(axis=1)
 
 
 def _trace_gap(envelope: np.ndarray, after: int, ppm_x: float) -> float:
