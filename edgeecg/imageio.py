@@ -7,8 +7,12 @@ from its magic bytes, not its name, its dimensions are checked against the
 size limits before any pixel is decoded, and a JPEG/PNG must end with its
 end marker. Whatever OpenCV then decodes (grayscale, RGBA, 16-bit, float,
 CMYK JPEG) is converted to the one form the runtime uses: uint8 BGR H x W x 3.
+A JPEG at least four times as large as the page reader reads (a 48 MP phone
+photo) is decoded at 1/2, 1/4 or 1/8 scale by libjpeg's own scaled decoding,
+which skips most of the work, while still at least twice the reader's size.
 The memory that takes is estimated from the header (pixels x channels x bit
-depth, plus the conversion) and refused above a byte budget. What libjpeg and
+depth, plus the conversion; the reduced size where the JPEG is decoded reduced)
+and refused above a byte budget. What libjpeg and
 libpng write to stderr is captured: corrupt data is an error unless allowed.
 """
 
@@ -29,6 +33,7 @@ import cv2
 import numpy as np
 
 from .errors import EdgeECGError
+from .page import MAX_READ_SIDE
 
 MIN_SIDE = 64  # smaller images cannot hold a readable 12-lead trace
 MAX_PIXELS = 50_000_000  # refuse larger images before decoding them (memory, decompression bombs)
@@ -38,6 +43,12 @@ MAX_ASPECT = 20  # a page is never a thin strip; the cropper cannot use one
 # what libjpeg/libpng say about damaged data (their other messages, e.g. an sRGB profile note, are harmless)
 _CORRUPT_WORDS = re.compile(r"corrupt|premature|error|crc|invalid|extraneous|truncat|bad ", re.IGNORECASE)
 _STDERR_LOCK = threading.Lock()
+# libjpeg's scaled decoding, largest reduction first: the image comes out ceil(size / factor) px. It stops at
+# twice the page reader's side: the reader's own shrinking then still averages 2 x 2 decoded pixels or more.
+# Decoded down to the reader's side itself, clean 3x4+1 renders read 0.6-0.8 dB worse (16 and 28 px/mm, JPEG
+# q90); stopping at twice it, 0.0-0.14 dB.
+REDUCED_DECODE_MARGIN = 2
+_REDUCED_JPEG = ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4), (2, cv2.IMREAD_REDUCED_COLOR_2))
 
 # JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic), which carry the size
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -65,9 +76,20 @@ def looks_complete(data: bytes) -> bool:
 
 
 def read_image(
-    path: str | Path, max_pixels: int = MAX_PIXELS, min_side: int = MIN_SIDE, allow_corrupt: bool = False
+    path: str | Path,
+    max_pixels: int = MAX_PIXELS,
+    min_side: int = MIN_SIDE,
+    allow_corrupt: bool = False,
+    max_side: int | None = MAX_READ_SIDE,
 ) -> np.ndarray:
-    """Decode a JPEG, PNG, TIFF or BMP file into uint8 BGR (H x W x 3), or raise EdgeECGError."""
+    """Decode a JPEG, PNG, TIFF or BMP file into uint8 BGR (H x W x 3), or raise EdgeECGError
+    (`max_side`: see `decode_image`)."""
+    return decode_image(read_file(path, max_pixels), str(path), max_pixels=max_pixels, min_side=min_side,
+                        allow_corrupt=allow_corrupt, max_side=max_side)
+
+
+def read_file(path: str | Path, max_pixels: int = MAX_PIXELS) -> bytes:
+    """An image file's bytes; a missing, unreadable, special, empty or oversized file is one EdgeECGError."""
     path = Path(path)
     size = _regular_file_size(path)
     if size == 0:
@@ -77,10 +99,9 @@ def read_image(
             f"{path}: file is too large ({size / 1e6:.0f} MB) to be an image of at most {max_pixels / 1e6:g} MP"
         )
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as exc:
         raise EdgeECGError(f"{path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    return decode_image(data, str(path), max_pixels=max_pixels, min_side=min_side, allow_corrupt=allow_corrupt)
 
 
 def _regular_file_size(path: Path) -> int:
@@ -103,20 +124,25 @@ def decode_image(
     min_side: int = MIN_SIDE,
     allow_corrupt: bool = False,
     max_bytes: int = MAX_DECODE_BYTES,
+    max_side: int | None = MAX_READ_SIDE,
 ) -> np.ndarray:
-    """Check the header of encoded image bytes, then decode them into uint8 BGR."""
+    """Check the header of encoded image bytes, then decode them into uint8 BGR.
+
+    A JPEG whose longer side is at least 2 x REDUCED_DECODE_MARGIN x `max_side` comes out reduced 2, 4 or 8
+    times, as much as keeps that side at REDUCED_DECODE_MARGIN x `max_side` or more (the page reader reads
+    nothing finer than `edgeecg.page.MAX_READ_SIDE`); None decodes every JPEG at full size. Other formats are
+    always decoded at full size.
+    """
     kind, width, height = image_header(data, source)
     _check_size(width, height, source, max_pixels, min_side)
-    needed = decode_bytes(width, height, *sample_layout(data, kind))
+    flags, factor = _decode_flags(data, kind, max(width, height), max_side)
+    needed = decode_bytes(-(-width // factor), -(-height // factor), *sample_layout(data, kind))
     if needed > max_bytes:
         raise EdgeECGError(
             f"{source}: {width}x{height} {kind} image needs about {needed / 1e6:.0f} MB to decode "
             f"(limit {max_bytes / 1e6:.0f} MB)"
         )
     _check_complete(data, kind, source)
-    # JPEG: let OpenCV apply the EXIF orientation (phone photos); it has no alpha to lose.
-    # Lossless formats: keep alpha so transparent areas become white paper, not black.
-    flags = cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH if kind == "JPEG" else cv2.IMREAD_UNCHANGED
     try:
         with decoder_messages() as messages:
             image = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
@@ -129,6 +155,19 @@ def decode_image(
     if damage and not allow_corrupt:
         raise EdgeECGError(f"{source}: corrupt {kind} data ({damage[0][:120]}); --allow-corrupt reads it anyway")
     return to_bgr8(image)
+
+
+def _decode_flags(data: bytes, kind: str, long_side: int, max_side: int | None) -> tuple[int, int]:
+    """(cv2.imdecode's flags, the reduction they decode at). JPEG: let OpenCV apply the EXIF orientation (phone
+    photos); it has no alpha to lose; 8-bit ones large enough are decoded reduced. Lossless formats: keep alpha
+    so transparent areas become white paper, not black."""
+    if kind != "JPEG":
+        return cv2.IMREAD_UNCHANGED, 1
+    if max_side is not None and _jpeg_precision(data) == 8:
+        for factor, flag in _REDUCED_JPEG:
+            if -(-long_side // factor) >= REDUCED_DECODE_MARGIN * max_side:
+                return flag, factor
+    return cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH, 1
 
 
 def _check_size(width: int, height: int, source: str, max_pixels: int, min_side: int) -> None:

@@ -29,7 +29,7 @@ from .backends import Backend, file_sha256, probabilities
 from .crop import find_trace_quad, warp_quad
 from .errors import EdgeECGError
 from .gate import Verdict, assess
-from .imageio import decode_image, read_image, to_bgr8
+from .imageio import decode_image, image_header, read_file, to_bgr8
 from .preprocess import crop_and_resize, full_frame_quad, normalize
 from .signal_runtime import SignalModel, is_signal_contract, page_input, signal_spec
 
@@ -75,12 +75,22 @@ def classify_path(
     """
     start = perf_counter()
     if data is None:
-        image = read_image(path, allow_corrupt=allow_corrupt)
-    else:
-        image = decode_image(data, str(path), allow_corrupt=allow_corrupt)
+        data = read_file(path)
+    image = decode_image(data, str(path), allow_corrupt=allow_corrupt)
     decode_ms = (perf_counter() - start) * 1e3
-    return _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms, force, allow_partial,
-                     abstain)
+    result = _classify(image, backend, crop, save_crop_dir, top_k, Path(path), start, decode_ms, force,
+                       allow_partial, abstain)
+    return in_file_pixels(result, data, image)
+
+
+def in_file_pixels(result: InferenceResult, data: bytes, image: np.ndarray) -> InferenceResult:
+    """`result` with its crop corners in the pixels of the file `data`, not of the `image` decoded from it
+    (a large JPEG is decoded reduced)."""
+    if "crop" in result:
+        _, width, height = image_header(data)
+        scale = max(width, height) / max(image.shape[:2])
+        result["crop"] = np.round(np.asarray(result["crop"]) * scale, 1).tolist()
+    return result
 
 
 def classify_image(

@@ -22,7 +22,7 @@ from .atomic import write_bytes
 from .backends import Backend
 from .errors import EdgeECGError
 from .imageio import decode_image
-from .infer import InferenceResult, classify_image
+from .infer import InferenceResult, classify_image, in_file_pixels
 from .serve_upload import SOURCE, UploadRefused
 
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "TIFF": ".tif", "BMP": ".bmp"}
@@ -41,7 +41,7 @@ def decode(data: bytes, max_pixels: int) -> tuple[np.ndarray, float]:
 def classify(data: bytes, backend: Backend, max_pixels: int) -> InferenceResult:
     """`edgeecg infer --json`'s result for an upload, decoding time included."""
     image, decode_ms = decode(data, max_pixels)
-    result = classify_image(image, backend)
+    result = in_file_pixels(classify_image(image, backend), data, image)
     if result.get("refused"):  # the quality gate's reason, as the page-reading errors are reported
         raise EdgeECGError(result["refused"])
     result["ms"]["decode"] = round(decode_ms, 3)

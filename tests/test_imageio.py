@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import struct
 import zlib
 from pathlib import Path
@@ -110,6 +111,39 @@ def test_jpeg_exif_orientation_is_applied(tmp_path, scan):
     image = read_image(path)
     assert image.shape == (scan.shape[1], scan.shape[0], 3)
     assert np.abs(image.astype(int) - cv2.rotate(scan, cv2.ROTATE_90_CLOCKWISE)).mean() < 3
+
+
+def test_large_jpeg_is_decoded_reduced_to_twice_what_the_page_reader_reads(tmp_path, scan):
+    """A JPEG four times the side the page reader reads or more (MAX_READ_SIDE: a 48 MP phone photo) comes out
+    2, 4 or 8 times smaller, never below twice that side; None (and a lossless file) keeps every pixel."""
+    from edgeecg.imageio import REDUCED_DECODE_MARGIN
+    from edgeecg.page import MAX_READ_SIDE
+
+    assert inspect.signature(read_image).parameters["max_side"].default == MAX_READ_SIDE
+    side = 150  # the reader's side in this test, so the files stay small
+    least = REDUCED_DECODE_MARGIN * side
+    big = cv2.resize(scan, (4 * least + 100, (4 * least + 100) * scan.shape[0] // scan.shape[1]))
+    cv2.imwrite(str(tmp_path / "photo.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(str(tmp_path / "photo.png"), big)
+    reduced = read_image(tmp_path / "photo.jpg", max_side=side)
+    assert reduced.shape == (-(-big.shape[0] // 4), -(-big.shape[1] // 4), 3) and reduced.dtype == np.uint8
+    assert np.abs(reduced.astype(int) - cv2.resize(big, reduced.shape[1::-1], interpolation=cv2.INTER_AREA)).mean() < 3
+    assert read_image(tmp_path / "photo.jpg", max_side=None).shape == big.shape
+    assert read_image(tmp_path / "photo.jpg", max_side=2 * side).shape[1] == -(-big.shape[1] // 2)
+    assert read_image(tmp_path / "photo.png", max_side=side).shape == big.shape
+    just_under = cv2.resize(scan, (2 * least - 2, least))
+    cv2.imwrite(str(tmp_path / "under.jpg"), just_under)
+    assert read_image(tmp_path / "under.jpg", max_side=side).shape == just_under.shape  # halving: under the margin
+
+
+def test_memory_budget_counts_the_reduced_size(tmp_path, scan):
+    """A JPEG too large to decode whole within the byte budget is read reduced instead of refused."""
+    big = cv2.resize(scan, (2400, 2400 * scan.shape[0] // scan.shape[1]))
+    data = cv2.imencode(".jpg", big)[1].tobytes()
+    budget = big.shape[0] * big.shape[1] * 3  # the BGR result alone: decoding it whole needs more
+    with pytest.raises(EdgeECGError, match="needs about"):
+        imageio.decode_image(data, max_side=None, max_bytes=budget)
+    assert imageio.decode_image(data, max_side=300, max_bytes=budget).shape[1] == 600
 
 
 def _png_with_size(width: int, height: int) -> bytes:

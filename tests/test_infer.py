@@ -169,6 +169,17 @@ def test_classify_path_on_a_real_scan(models, scans):
     assert result["model"]["file"] == "tiny.onnx" and result["model"]["name"] == "tiny-test"
 
 
+def test_crop_corners_of_a_reduced_photo_are_in_the_files_pixels(models, scans, tmp_path):
+    """A large JPEG is decoded reduced; the reported region is still where it lies in the file."""
+    backend = open_backend(models["tiny"])
+    scan = read_image(scans[0])
+    big = cv2.resize(scan, None, fx=7, fy=7, interpolation=cv2.INTER_CUBIC)  # 42 MP
+    cv2.imwrite(str(tmp_path / "big.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert read_image(tmp_path / "big.jpg").shape[1] < big.shape[1]  # it is decoded reduced
+    reduced, full = classify_path(tmp_path / "big.jpg", backend), classify_path(scans[0], backend)
+    np.testing.assert_allclose(np.array(reduced["crop"]), 7 * np.array(full["crop"]), atol=7 * 3)
+
+
 @pytest.mark.parametrize("crop", [True, False])
 def test_runtime_feeds_the_model_exactly_what_preprocess_gives(models, scans, crop):
     backend = Recording(open_backend(models["tiny"]))
