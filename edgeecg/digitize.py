@@ -32,7 +32,7 @@ DEFAULT_RATE = 500.0
 PULSE_MM = (3.0, 25.0)  # a calibration pulse is between 3 and 25 mm tall (5, 10 or 20 mm/mV) ...
 PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
 PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
-PULSE_EDGE_MM = 0.8  # a pulse's vertical edge, drawn by a thick pen, is at most this wide
+THICK_PEN_PX = 5  # a pen this wide (px) draws a pulse's upright edges several columns wide
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
 STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
@@ -248,7 +248,7 @@ def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[
     for row in rows:
         x, y, x_start, x_end = row.x, row.y, row.x_start, row.x_end
         for side in (1, -1):
-            found = _pulse(x, y, row.baseline_y, side, ppm_x, ppm_y)
+            found = _pulse(x, y, row.baseline_y, side, ppm_x, ppm_y, row.pen_px)
             if found is None:
                 continue
             height, edge = found
@@ -263,15 +263,16 @@ def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[
     return cut, heights
 
 
-def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: float, ppm_y: float) -> tuple[float, float] | None:
+def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: float, ppm_y: float,
+           pen_px: float) -> tuple[float, float] | None:
     """(height mm, x where the trace beside it may start) of a pulse at the row's start (side 1) or end (-1).
 
     Works on the curve's upper envelope per pixel column, so the pulse's
     vertical edges (one column holding both its foot and its top) count as high.
     A thick pen (a large photo) draws each edge several columns wide, and the
-    curve runs through the middle of those columns, half-way up: where the
-    envelope shows no pulse, it is sought again with dips narrower than
-    PULSE_EDGE_MM filled (a closing).
+    curve runs through the middle of those columns, half-way up: on such a
+    page, where the envelope shows no pulse, it is sought again with dips
+    narrower than the pen filled (a closing), and taken at a standard height only.
     """
     if len(x) < 4:
         return None
@@ -281,12 +282,17 @@ def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: floa
     near = columns <= origin + reach
     envelope = np.full(reach + 1, -np.inf)
     np.maximum.at(envelope, columns[near] - origin, (baseline - y[near]) / ppm_y)
-    for shape in (envelope, _closing(envelope, int(round(PULSE_EDGE_MM * ppm_x)))):
-        found = _pulse_in(shape, ppm_x)
-        if found is not None:
-            top, stop = found
-            return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
-    return None
+    found = _pulse_in(envelope, ppm_x)
+    if found is None and pen_px >= THICK_PEN_PX:
+        # the closing can also join a raised ST stretch into a low plateau: a pulse found only there must have
+        # a standard height
+        found = _pulse_in(_closing(envelope, int(round(pen_px))), ppm_x)
+        if found is not None and _standard_gain(found[0]) is None:
+            found = None
+    if found is None:
+        return None
+    top, stop = found
+    return top, side * float(origin + stop + _trace_gap(envelope, stop, ppm_x))
 
 
 def _pulse_in(envelope: np.ndarray, ppm_x: float) -> tuple[float, int] | None:
@@ -339,11 +345,16 @@ def _gain(pulse_heights: list[float], fixed: float | None, rows: int) -> tuple[f
         return float(fixed), "given"
     if len(pulse_heights) < max(1, rows / 2):
         return GAIN_MM_PER_MV, "default"
-    measured = float(np.median(pulse_heights))
+    standard = _standard_gain(float(np.median(pulse_heights)))
+    return (GAIN_MM_PER_MV, "default") if standard is None else (standard, "pulse")
+
+
+def _standard_gain(pulse_mm: float) -> float | None:
+    """The standard gain (5, 10 or 20 mm/mV) a 1 mV pulse this tall shows, within 20 %; None for any other."""
     for standard in (5.0, 10.0, 20.0):
-        if abs(measured / standard - 1) <= 0.2:
-            return standard, "pulse"
-    return GAIN_MM_PER_MV, "default"
+        if abs(pulse_mm / standard - 1) <= 0.2:
+            return standard
+    return None
 
 
 def _layout_from_rows(rows: list[TraceRow], duration: float, values) -> Layout:
