@@ -20,9 +20,12 @@ lead the page really gave.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import partial
 
+import cv2
 import numpy as np
 
+from .crop import NoGridFound
 from .errors import EdgeECGError
 from .layouts import GAIN_MM_PER_MV, LAYOUTS, LEADS, RECORD_S, SPEED_MM_PER_S, Layout, Panel
 from .page import PageGeometry, ink_masks, read_page
@@ -34,6 +37,7 @@ PULSE_WIDTH_MM = (1.5, 8.0)  # ... and 1.5 to 8 mm wide (0.06-0.32 s at 25 mm/s)
 PULSE_SEARCH_MM = 8.0  # it starts within this distance of its row's end
 THICK_PEN_PX = 5  # a pen this wide (px) draws a pulse's upright edges several columns wide
 RECORD_SNAP = 0.03  # rows within 3 % of a standard 10 s record are taken as one
+RECORD_SPAN_TOLERANCE = 0.2  # rows span RECORD_S within this share (read to a few pen widths: within 1 %)
 MIN_LEAD_COVERAGE = 0.5  # a lead with less of its printed span readable does not count as found
 STRIP_STEP_S = 0.004  # a strip's lag behind its panel is sought in steps of this ...
 STRIP_MAX_LAG_STEPS = 6  # ... up to this many either way (24 ms: about 2.4 px at 25 mm/s and 4 px/mm)
@@ -42,6 +46,7 @@ JOIN_SEARCH_MM = 1.0  # the join between two panels of a row is sought this far 
 JOIN_GAP_PX = 1.5  # curve points further apart than this along x leave a gap there (an erased separator)
 JOIN_AGREEMENT_PX = 1.5  # marks of one page's joins this close agree on where they lie
 ROW_EDGE_AGREEMENT_MM = 1.5  # rows whose first (or last) ink lies this close start (or end) together
+TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}  # clockwise turns
 ROWS_TO_LAYOUT = {3: "3x4", 4: "3x4+1", 5: "3x4+2", 12: "12x1"}
 
 
@@ -75,6 +80,8 @@ class Digitized:
     geometry: PageGeometry = field(repr=False)
     rows: list[TraceRow] = field(repr=False)
     panel_boxes: list[tuple[Panel, tuple[float, float, float, float]]] = field(repr=False)  # panel, (x0, x1, top, bottom) upright px
+    pulses: tuple[int, int] = (0, 0)  # pulses of a standard height pointing up, and pointing down (upside down)
+    turned_deg: int = 0  # the page was read turned this far clockwise (a scan upside down or on its side)
 
     @property
     def leads_found(self) -> list[str]:
@@ -98,6 +105,7 @@ class Digitized:
             "scale": {"px_per_mm": [round(v, 4) for v in self.px_per_mm], "mm_per_s": self.mm_per_s,
                       "mm_per_mv": round(self.mm_per_mv, 3), "mm_per_mv_from": self.mm_per_mv_source},
             "rate_hz": self.rate,
+            "turned_deg": self.turned_deg,
             "partial": self.partial,
             "leads_found": self.leads_found,
             "quality": {lead: {"coverage": round(q.coverage, 3), "confidence": round(q.confidence, 3)}
@@ -123,6 +131,70 @@ def digitize(
         raise EdgeECGError(f"sampling rate must be positive, got {rate}")
     if layout is not None and layout not in LAYOUTS:
         raise EdgeECGError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+    read = partial(_read_leads, rate=rate, layout=layout, mm_per_s=mm_per_s, mm_per_mv=mm_per_mv)
+    try:
+        reading, failure = read(image_bgr), None
+    except (NoGridFound, NoTraceFound) as exc:
+        reading, failure = None, exc
+    turns = _turns_to_try(reading, image_bgr.shape)
+    for degrees in turns:
+        try:
+            turned = read(cv2.rotate(image_bgr, TURNS[degrees]))
+        except (NoGridFound, NoTraceFound):
+            continue
+        if _points_up(turned) and _spans_a_record(turned):
+            return _as_turned(turned, degrees, image_bgr.shape)
+    if reading is None:
+        raise failure
+    return reading
+
+
+def _turns_to_try(reading: Digitized | None, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Which turns of the page may read it right side up: none for a page that reads as a record.
+
+    The calibration pulse is the page's own "this way up" mark, a step up from
+    the baseline at a row's start or end. Pulses that all point down mean the
+    page is upside down. A page whose region is taller than wide (a landscape
+    printout scanned on its side) and that reads as no record, or shows no
+    pulse, may be on its side. A turned reading counts only when its pulses
+    then point up: without a pulse nothing tells 90 from 270 degrees.
+    """
+    if reading is not None and _points_down(reading):
+        return (180,)
+    upright = reading.geometry.upright.shape if reading is not None else shape
+    if upright[0] > upright[1] and (reading is None or not _spans_a_record(reading) or reading.pulses == (0, 0)):
+        return (90, 270)
+    return ()
+
+
+def _points_up(reading: Digitized) -> bool:
+    """Pulses pointing up on at least half the rows, and three times as many as pointing down."""
+    up, down = reading.pulses
+    return up >= max(2, len(reading.rows) / 2) and up >= 3 * down
+
+
+def _points_down(reading: Digitized) -> bool:
+    up, down = reading.pulses
+    return down >= max(2, len(reading.rows) / 2) and down >= 3 * up
+
+
+def _spans_a_record(reading: Digitized) -> bool:
+    """The rows span a standard record's RECORD_S within RECORD_SPAN_TOLERANCE."""
+    return abs(len(reading.signal) / reading.rate / RECORD_S - 1) <= RECORD_SPAN_TOLERANCE
+
+
+def _as_turned(reading: Digitized, degrees: int, shape: tuple[int, ...]) -> Digitized:
+    """A reading of the page turned `degrees` clockwise, its region's corners put back in the page's pixels."""
+    h, w = shape[:2]
+    x, y = reading.geometry.quad[:, 0], reading.geometry.quad[:, 1]
+    back = {90: (y, h - 1 - x), 180: (w - 1 - x, h - 1 - y), 270: (w - 1 - y, x)}[degrees]
+    geometry = replace(reading.geometry, quad=np.column_stack(back).astype(np.float32))
+    return replace(reading, geometry=geometry, turned_deg=degrees)
+
+
+def _read_leads(image_bgr: np.ndarray, rate: float, layout: str | None, mm_per_s: float,
+                mm_per_mv: float | None) -> Digitized:
+    """`digitize` of the page as it lies."""
     geometry = read_page(image_bgr, RECORD_S, mm_per_s)
     ppm_x, ppm_y = geometry.px_per_mm
     trace, weight = ink_masks(geometry)
@@ -134,7 +206,7 @@ def digitize(
     if not rows:
         raise NoTraceFound("no trace on the grid")
 
-    rows, pulse_heights = _cut_pulses(rows, ppm_x, ppm_y)
+    rows, pulse_heights, pulses_down = _cut_pulses(rows, ppm_x, ppm_y)
     gain, gain_source = _gain(pulse_heights, mm_per_mv, len(rows))
     start, end = _row_span(rows, ROW_EDGE_AGREEMENT_MM * ppm_x, RECORD_S * mm_per_s * ppm_x)
     duration = (end - start) / ppm_x / mm_per_s
@@ -184,7 +256,8 @@ def digitize(
         boxes.append((panel, (x0, x1, row.baseline_y - pitch / 2, row.baseline_y + pitch / 2)))
     quality = _quality(signal, printed, rate)
     return Digitized(signal, rate, chosen.name, simultaneous, panels, quality, geometry.px_per_mm, mm_per_s,
-                     gain, gain_source, geometry, rows, boxes)
+                     gain, gain_source, geometry, rows, boxes,
+                     (sum(_standard_gain(h) is not None for h in pulse_heights), pulses_down))
 
 
 def _row_span(rows: list[TraceRow], tolerance: float, record_px: float) -> tuple[float, float]:
@@ -242,14 +315,17 @@ def _join_offset(rows: list[TraceRow], joins: np.ndarray, ppm_x: float) -> float
     return float(np.median(marks[best]))
 
 
-def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[TraceRow], list[float]]:
-    """Each row without its calibration pulse(s), and the pulses' heights in mm."""
-    heights, cut = [], []
+def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[TraceRow], list[float], int]:
+    """Each row without its calibration pulse(s), the pulses' heights in mm, and how many pulses of a standard
+    height point down (the page upside down: sought where the row shows none pointing up, and left in the row)."""
+    heights, cut, down = [], [], 0
     for row in rows:
         x, y, x_start, x_end = row.x, row.y, row.x_start, row.x_end
         for side in (1, -1):
             found = _pulse(x, y, row.baseline_y, side, ppm_x, ppm_y, row.pen_px)
             if found is None:
+                inverted = _pulse(x, 2 * row.baseline_y - y, row.baseline_y, side, ppm_x, ppm_y, row.pen_px)
+                down += inverted is not None and _standard_gain(inverted[0]) is not None
                 continue
             height, edge = found
             heights.append(height)
@@ -260,7 +336,7 @@ def _cut_pulses(rows: list[TraceRow], ppm_x: float, ppm_y: float) -> tuple[list[
             x_start, x_end = float(x[0]), float(x[-1])
         if len(x) >= 2:
             cut.append(TraceRow(row.baseline_y, x, y, x_start, x_end, row.pen_px))
-    return cut, heights
+    return cut, heights, down
 
 
 def _pulse(x: np.ndarray, y: np.ndarray, baseline: float, side: int, ppm_x: float, ppm_y: float,

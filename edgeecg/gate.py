@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from .crop import NoGridFound
-from .digitize import Digitized, NoTraceFound, digitize
+from .digitize import RECORD_SPAN_TOLERANCE, Digitized, NoTraceFound, digitize
 from .layouts import LEADS, RECORD_S
 from .page import running_extreme
 
@@ -35,7 +35,6 @@ MIN_RATED_S = 1.0  # a lead needs this much plotted time to count its beats
 MIN_BEAT_LEADS = 3  # this many leads with enough plotted time (or half of them) must show beats at a human rate
 MIN_LEAD_PTP_MV = 0.05  # a lead that moves less than this is a flat line
 BEAT_GAP_S = 0.25  # two beats are at least this far apart (240 bpm)
-RECORD_SPAN_TOLERANCE = 0.2  # rows span RECORD_S within this share (read to a few pen widths: within 1 %)
 
 
 @dataclass(frozen=True)

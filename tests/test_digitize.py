@@ -251,6 +251,52 @@ def test_a_thick_pens_pulse_is_found_on_a_large_photo():
     assert np.median(rs) > 0.8
 
 
+@pytest.mark.parametrize("degrees", [90, 180, 270])
+def test_a_page_upside_down_or_on_its_side_is_turned_by_its_pulses(degrees):
+    """A scan lying on its side, or upside down, reads as the upright scan does. Upside down it was read as it
+    lay (every lead reversed in time and sign) and diagnosed; on its side it was refused."""
+    from edgeecg.digitize import TURNS
+
+    scan = cv2.imread("examples/abnormal_heartbeat_hb_0102.jpg")
+    upright, turned = digitize(scan), digitize(cv2.rotate(scan, TURNS[degrees]))
+    assert upright.turned_deg == 0 and turned.turned_deg == (360 - degrees) % 360
+    assert turned.layout == upright.layout and turned.summary()["turned_deg"] == turned.turned_deg
+    np.testing.assert_allclose(turned.signal, upright.signal, atol=1e-6)
+    # the region is reported where it lies in the turned page: turning it back gives the upright page's
+    back = cv2.rotate(np.zeros(scan.shape[:2], np.uint8), TURNS[degrees])
+    corners = np.round(turned.geometry.quad).astype(int)
+    assert corners[:, 0].max() < back.shape[1] and corners[:, 1].max() < back.shape[0]
+    turn_back = TURNS[(360 - degrees) % 360]
+    for (x, y), expected in zip(turned.geometry.quad, upright.geometry.quad):
+        marked = back.copy()
+        marked[int(round(y)), int(round(x))] = 255
+        ys, xs = np.nonzero(cv2.rotate(marked, turn_back))
+        assert abs(xs[0] - expected[0]) <= 1 and abs(ys[0] - expected[1]) <= 1
+
+
+def test_a_page_without_pulses_is_read_as_it_lies():
+    """No pulse, no evidence of which way is up: an upright page without pulses is never turned."""
+    result, scores = _round_trip(RenderOptions(layout="3x4+1", calibration="none"), seed=5)
+    assert result.turned_deg == 0 and result.pulses == (0, 0)
+    assert np.median([s.pearson_r for s in scores]) > 0.8
+
+
+def test_upright_ptbxl_renders_are_never_turned(shared_ptbxl_dir):
+    """Renders of random styles (some without pulses) are read as they lie. A deep S wave or a raised ST stretch
+    at a row's end can look like a small downward pulse: fold 8's fifth page, printed without pulses, was once
+    turned upside down by two of them; a pulse must now be of a standard height to count."""
+    import csv
+
+    import wfdb
+
+    table = [row for row in csv.DictReader(open(shared_ptbxl_dir / "ptbxl_database.csv")) if row["strat_fold"] == "8"]
+    for k, row in enumerate(table[:8]):
+        record = wfdb.rdrecord(str(shared_ptbxl_dir / row["filename_lr"]))
+        signal = record.p_signal[:, [[n.lower() for n in record.sig_name].index(lead.lower()) for lead in LEADS]]
+        page = render_printout(np.nan_to_num(signal).astype(np.float32), float(record.fs), random_options(k), seed=k)
+        assert digitize(page.image).turned_deg == 0, k
+
+
 def _check_read_as_the_template(files: list[Path]) -> None:
     """The Mendeley template: 3x4 panels + a rhythm strip, 10 mm/mV from its pulse, ~3.96 px/mm."""
     for path in files:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import onnx
 import pytest
 
@@ -30,6 +31,18 @@ def test_the_default_model_reads_the_leads(monkeypatch, capsys):
     assert {"top", "min", "target_risk", "confident"} <= set(result["confidence"])
     assert set(result["ms"]) == {"decode", "gate", "model", "total"}
     assert result["ood"]["typical"] and 0 < result["ood"]["distance"] < result["ood"]["threshold"]  # a shipped scan
+
+
+def test_a_scan_upside_down_gets_the_upright_scans_answer(monkeypatch, capsys, tmp_path):
+    """Turned 180 degrees, a scan was read as it lay (leads reversed in time and sign) and diagnosed."""
+    turned = tmp_path / "upside_down.png"
+    cv2.imwrite(str(turned), cv2.rotate(cv2.imread(str(SCAN)), cv2.ROTATE_180))
+    code, out, err = run_cli(monkeypatch, capsys, "infer", "--json", SCAN, turned)
+    assert code == 0, err
+    upright, upside_down = (json.loads(line) for line in out.splitlines())
+    assert upside_down["page"]["turned_deg"] == 180 and upright["page"]["turned_deg"] == 0
+    assert upside_down["label"] == upright["label"]
+    assert all(abs(upside_down["probs"][c] - p) < 1e-4 for c, p in upright["probs"].items())
 
 
 def test_models_are_opened_by_what_their_contract_says():
