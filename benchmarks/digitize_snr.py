@@ -14,10 +14,11 @@ Challenge 2024) and Pearson r over all leads, and the median page-reading +
 digitization time on this machine (one process; the machine is stated).
 `--by-style` prints it per grid style instead (3x4+1 pages, every record drawn
 in every style, paper tones in turn), with the share of leads read at r < 0.5:
-a style the reader fails on hides in a median over mixed styles.
+a style the reader fails on hides in a median over mixed styles. `--greyscale`
+reads every page (renders and LUDB) as a greyscale scan of it.
 
     python benchmarks/digitize_snr.py --pages 5 [--ptbxl ../shared/data/ptbxl-subset] [--ludb ../shared/data/ludb-printouts]
-                                      [--px-per-mm 12] [--by-style]
+                                      [--px-per-mm 12] [--by-style] [--greyscale]
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from edgeecg.digitize import digitize
@@ -68,8 +70,19 @@ def _signals(pages: int, ptbxl: Path | None, fold: int) -> list[tuple[np.ndarray
              float(r.fs)) for r in records]
 
 
-def _render_rows(pages: int, ptbxl: Path | None, fold: int, px_per_mm: float | None, by_style: bool) -> list[tuple]:
-    """One row per layout (or grid style) and condition: (name, condition, read, SNR, r, share r < 0.5, ms)."""
+def _greyscale(image: np.ndarray) -> np.ndarray:
+    """The page as a greyscale scan of it (many scanners' default): one grey level per pixel, in three channels."""
+    return cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def _as_is(image: np.ndarray) -> np.ndarray:
+    return image
+
+
+def _render_rows(pages: int, ptbxl: Path | None, fold: int, px_per_mm: float | None, by_style: bool,
+                 scan=_as_is) -> list[tuple]:
+    """One row per layout (or grid style) and condition: (name, condition, read, SNR, r, share r < 0.5, ms);
+    `scan` turns each rendered page into the image read."""
     rows = []
     signals = _signals(pages, ptbxl, fold)
     papers = list(PAPER_TONES)
@@ -86,7 +99,7 @@ def _render_rows(pages: int, ptbxl: Path | None, fold: int, px_per_mm: float | N
                 page = render_printout(np.nan_to_num(signal), rate, options, seed=seed)
                 start = time.perf_counter()
                 try:
-                    result = digitize(page.image, rate=FS)
+                    result = digitize(scan(page.image), rate=FS)
                 except EdgeECGError:
                     continue
                 ms.append((time.perf_counter() - start) * 1e3)
@@ -99,8 +112,7 @@ def _render_rows(pages: int, ptbxl: Path | None, fold: int, px_per_mm: float | N
     return rows
 
 
-def _ludb_row(folder: Path, limit: int) -> tuple:
-    import cv2
+def _ludb_row(folder: Path, limit: int, scan=_as_is) -> tuple:
     import wfdb
 
     entries = list(csv.DictReader(open(folder / "manifest.csv")))[:limit]
@@ -108,7 +120,7 @@ def _ludb_row(folder: Path, limit: int) -> tuple:
     for entry in entries:
         record = wfdb.rdrecord(str(folder / entry["record"]))
         order = [[n.lower() for n in record.sig_name].index(lead.lower()) for lead in LEADS]
-        image = cv2.imread(str(folder / entry["image"]))
+        image = scan(cv2.imread(str(folder / entry["image"])))
         start = time.perf_counter()
         try:
             result = digitize(image, rate=record.fs)
@@ -141,15 +153,17 @@ def main() -> None:
     parser.add_argument("--ludb-limit", type=int, default=100)
     parser.add_argument("--px-per-mm", type=float, help="render at this resolution (default: the shared scans' 3.95)")
     parser.add_argument("--by-style", action="store_true", help="rows per grid style (3x4+1 pages) instead of layout")
+    parser.add_argument("--greyscale", action="store_true", help="read every page (renders, LUDB) as a greyscale scan")
     args = parser.parse_args()
-    rows = _render_rows(args.pages, args.ptbxl, args.fold, args.px_per_mm, args.by_style)
+    scan = _greyscale if args.greyscale else _as_is
+    rows = _render_rows(args.pages, args.ptbxl, args.fold, args.px_per_mm, args.by_style, scan)
     if args.ludb:
-        rows.append(_ludb_row(args.ludb, args.ludb_limit))
+        rows.append(_ludb_row(args.ludb, args.ludb_limit, scan))
     source = f"PTB-XL fold {args.fold} ({args.ptbxl})" if args.ptbxl else "synthetic ECGs"
     resolution = f"{args.px_per_mm:g} px/mm" if args.px_per_mm else "default resolution"
     styles = "every grid style, 3x4+1" if args.by_style else "random styles"
     print(f"machine: {cpu_model()}, one process; signals: {source}; {args.pages} pages per row, {styles}, "
-          f"{resolution}")
+          f"{resolution}{', read as greyscale scans' if args.greyscale else ''}")
     print(f"| {'grid' if args.by_style else 'layout'} | pages | layout read | median SNR dB | median r "
           f"| leads r < {BAD_LEAD_R:g} | median ms |")
     print("|---|---|---|---|---|---|---|")

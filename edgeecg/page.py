@@ -154,8 +154,10 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     long_h = _odd(LONG_LINE_MM * px_per_mm)
     thresholds = _trace_thresholds(grey_ink, long_h, page.px_per_mm[1])
     if thresholds is None:  # no unbroken ruled lines: a photo's are sought by their position
-        grey_ink, thresholds = _without_ruled_lines(grey_ink, page, px_per_mm), (FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
-    trace = _hysteresis(grey_ink, *thresholds)
+        grey_ink = _without_ruled_lines(grey_ink, page, px_per_mm)
+        trace = _hysteresis(grey_ink, FAINT_TRACE_DARKNESS, TRACE_DARKNESS)
+    else:
+        trace = _grey_grid_trace(grey_ink, long_h, thresholds)
     trace = cv2.bitwise_and(trace, _paper_above(brightest))  # a photo's desk beside the page is no trace
     straight = _line_open(trace, long_h, 1)
     segments = _long_segments(trace, STRAIGHT_MM * px_per_mm)
@@ -167,6 +169,25 @@ def ink_masks(page: PageGeometry) -> tuple[np.ndarray, np.ndarray]:
     edge = max(2, int(round(EDGE_MM * px_per_mm)))  # a page's own edge or frame line, never trace
     trace[:edge], trace[-edge:], trace[:, :edge], trace[:, -edge:] = 0, 0, 0, 0
     return trace, np.clip(grey_ink, 0.0, 1.0)
+
+
+def _grey_grid_trace(grey_ink: np.ndarray, long_h: int, thresholds: tuple[float, float]) -> np.ndarray:
+    """uint8 trace mask on a grey or black grid of unbroken ruled lines: ink above `_trace_thresholds`, and ink
+    that stays as dark as trace once the ruled lines' own darkness is taken off.
+
+    The raised thresholds keep a trace clearly darker than the lines. A thin
+    pen (a pixel wide, softened by JPEG: a red-grid printout scanned in
+    greyscale) is barely darker than a major line and breaks into dashes
+    there. Off the lines it keeps its full darkness: a pixel less the darkness
+    of the level and upright ruled lines through it (long openings, the lines
+    being unbroken) still reaches TRACE_DARKNESS; a line alone drops to none.
+    """
+    ink = cv2.max(grey_ink, 0.0)
+    level = _line_open(cv2.blur(ink, (NOISE_RUN_PX, 1)), long_h, 1)
+    upright = _line_open(cv2.blur(ink, (1, NOISE_RUN_PX)), long_h, 0)
+    off_lines = cv2.subtract(grey_ink, cv2.max(level, upright)) > TRACE_DARKNESS
+    low, high = thresholds
+    return _connected_to(((grey_ink > low) | off_lines).view(np.uint8), (grey_ink > high) | off_lines)
 
 
 def _without_ruled_lines(grey_ink: np.ndarray, page: PageGeometry, px_per_mm: float) -> np.ndarray:
@@ -260,7 +281,7 @@ def _trace_thresholds(grey_ink: np.ndarray, long_h: int, px_per_mm_y: float) -> 
     trace would be taken with it. There both thresholds are raised between the
     ruled lines' darkness (level lines `long_h` px long, spaced as a grid's)
     and the trace's (the darkest ink in view), where only the trace and its
-    crossings remain.
+    crossings remain (`_grey_grid_trace` adds a thin trace's fainter pixels).
     """
     faint = cv2.compare(grey_ink, FAINT_TRACE_DARKNESS, cv2.CMP_GT)
     lines = _line_open(faint, long_h, 1)
@@ -309,12 +330,17 @@ def _percentile_u8(image: np.ndarray, q: float) -> float:
 
 def _hysteresis(value: np.ndarray, low: float, high: float) -> np.ndarray:
     """uint8 mask of pixels above `low` that are connected to a pixel above `high`."""
-    weak = (value > low).astype(np.uint8)
+    return _connected_to((value > low).view(np.uint8), value > high)
+
+
+def _connected_to(weak: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """uint8 mask of the 8-connected components of the 0/1 uint8 mask `weak` that hold a `strong` pixel
+    (`strong` lies within `weak`)."""
     count, labels = cv2.connectedComponents(weak, connectivity=8)
-    strong = np.zeros(count, np.uint8)  # per component: 1 when it holds a pixel above `high`
-    strong[labels[value > high]] = 1
-    strong[0] = 0
-    return np.take(strong, labels)  # the 8-bit mask straight from the table (faster than indexing, then casting)
+    held = np.zeros(count, np.uint8)  # per component: 1 when it holds a strong pixel
+    held[labels[strong]] = 1
+    held[0] = 0
+    return np.take(held, labels)  # the 8-bit mask straight from the table (faster than indexing, then casting)
 
 
 def _long_segments(trace: np.ndarray, min_length: float) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Shared fixtures: data the suite makes for itself, and the read-only shared data for the tests that need it.
 
 `mendeley_dir` and `ptbxl_dir` are built here (tests/local_data.py), so a fresh clone runs them. Tests
-that need the shared data itself ask for `shared_mendeley_dir` or `shared_ptbxl_dir`;
+that need the shared data itself ask for `shared_mendeley_dir`, `shared_ptbxl_dir` or `shared_ludb_dir`;
 they are marked `shared` and skip with the reason when it is absent (EDGEECG_SHARED, default ../shared).
 """
 
@@ -21,6 +21,7 @@ SHARED = Path(os.environ.get("EDGEECG_SHARED", REPO.parent / "shared"))
 SHARED_DATA = {  # fixture -> (folder, the file that shows it is there)
     "shared_mendeley_dir": (SHARED / "data" / "mendeley-ecg-images", "manifest.csv"),
     "shared_ptbxl_dir": (SHARED / "data" / "ptbxl-subset", "ptbxl_database.csv"),
+    "shared_ludb_dir": (SHARED / "data" / "ludb-printouts", "manifest.csv"),
 }
 
 
@@ -46,6 +47,11 @@ def shared_mendeley_dir() -> Path:
 @pytest.fixture(scope="session")
 def shared_ptbxl_dir() -> Path:
     return _shared("shared_ptbxl_dir")
+
+
+@pytest.fixture(scope="session")
+def shared_ludb_dir() -> Path:
+    return _shared("shared_ludb_dir")
 
 
 @pytest.fixture(scope="session")
