@@ -78,8 +78,9 @@ def _describe(summary: dict) -> str:
     scale = summary["scale"]
     found = summary["leads_found"]
     status = "partial: " + ", ".join(found) if summary["partial"] else "12 leads"
+    turned = f", read turned {summary['turned_deg']} degrees clockwise" if summary["turned_deg"] else ""
     return (f"{display(summary['path'])}: layout {summary['layout']} ({summary['columns']} columns, rhythm "
-            f"{', '.join(summary['rhythm_leads']) or 'none'}), {status}\n"
+            f"{', '.join(summary['rhythm_leads']) or 'none'}), {status}{turned}\n"
             f"  scale {scale['px_per_mm'][0]:.2f} x {scale['px_per_mm'][1]:.2f} px/mm, {scale['mm_per_s']:g} mm/s, "
             f"{scale['mm_per_mv']:g} mm/mV ({scale['mm_per_mv_from']})\n"
             f"  wrote {', '.join(map(display, summary['files']))}")

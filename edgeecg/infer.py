@@ -26,7 +26,8 @@ import numpy as np
 
 from .atomic import write_bytes
 from .backends import Backend, file_sha256, probabilities
-from .crop import find_trace_quad, warp_quad
+from .crop import NoGridFound, find_trace_quad, warp_quad
+from .digitize import Digitized
 from .errors import EdgeECGError
 from .gate import Verdict, assess
 from .imageio import decode_image, image_header, read_file, to_bgr8
@@ -142,9 +143,7 @@ def _classify(
 
     t0 = perf_counter()
     if use_crop:
-        page = verdict.reading.geometry if verdict.reading is not None else None
-        # the gate's reader already found the printed box (with the cropper itself): only look again without one
-        quad = page.quad if page is not None and page.outline_box else find_trace_quad(image)
+        quad = _crop_quad(image, verdict.reading)
         region = warp_quad(image, quad, margin=contract.crop_margin)
     else:
         quad, region = full_frame_quad(image), image
@@ -179,6 +178,20 @@ def _classify(
         "total": round((end - start) * 1e3, 3),
     }
     return _abstention(result) if abstain else result
+
+
+def _crop_quad(image: np.ndarray, reading: Digitized | None) -> np.ndarray:
+    """The region an image model sees: the printed box the cropper finds (as its training crops were made).
+    The gate's reader already found it with the cropper itself; where it turned the page upright, its region's
+    corners are in reading order; where the cropper finds no box (a full-page grid), the reader's region."""
+    if reading is not None and (reading.geometry.outline_box or reading.turned_deg):
+        return reading.geometry.quad
+    try:
+        return find_trace_quad(image)
+    except NoGridFound:
+        if reading is None:
+            raise
+        return reading.geometry.quad
 
 
 def _classify_signals(verdict: Verdict, model: Backend, top_k: int | None, path: Path | None, start: float,
