@@ -12,7 +12,10 @@ asks the page reader instead, and refuses with a plain reason:
   25 mm/s; rows read far shorter or longer mean the grid's scale was misread (a
   photo's faint grid) or the page is cut, and every lead's timing would be wrong;
 - "no heartbeat in the traces": what is drawn has no beats at a human rate
-  (a bar chart, scribbles), or is flat.
+  (a bar chart, scribbles), or is flat;
+- "rhythm strips read as the same lead": carts print two or three strips of
+  different leads, so the rows were misread (grid lines traced as trace on a
+  page whose grid colour a heavy JPEG washed out).
 
 Torch-free; it reuses the digitizer's reading, which the signal model needs anyway.
 """
@@ -72,6 +75,10 @@ def assess(image_bgr: np.ndarray, allow_partial: bool = False, rate: float = 500
     evidence["row_seconds"] = round(row_s, 2)
     if abs(row_s / RECORD_S - 1) > RECORD_SPAN_TOLERANCE:
         return Verdict(f"rows span {row_s:.1f} s, not a {RECORD_S:g} s record (grid scale misread, or the page is cut)",
+                       evidence, reading)
+    strips = [panel.lead for panel in reading.panels if panel.rhythm]
+    if len(set(strips)) < len(strips):
+        return Verdict(f"rhythm strips read as the same lead ({', '.join(strips)}): the page's rows are misread",
                        evidence, reading)
     if reading.partial and not allow_partial:
         return Verdict(f"only {len(reading.leads_found)} of 12 leads", evidence, reading)

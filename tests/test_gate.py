@@ -80,6 +80,21 @@ def test_rows_shorter_than_a_record_are_refused(page):
     assert 9.5 < assess(page).evidence["row_seconds"] < 10.5
 
 
+def test_rhythm_strips_of_the_same_lead_are_refused(page, monkeypatch):
+    """Carts print strips of different leads; two of one lead mean the rows were misread (an LUDB printout
+    re-saved as JPEG q20 read its washed-out grid lines as rows: 3x4+3 with strips V1, III, III)."""
+    from dataclasses import replace
+
+    import edgeecg.gate as gate
+
+    reading = gate.digitize(page)
+    strip = next(p for p in reading.panels if p.rhythm)
+    twice = replace(reading, panels=reading.panels + [replace(strip, row=strip.row + 1)])
+    monkeypatch.setattr(gate, "digitize", lambda image, rate: twice)
+    verdict = assess(page)
+    assert verdict.reason == "rhythm strips read as the same lead (II, II): the page's rows are misread"
+
+
 def _refusals(files: list[Path]) -> dict[str, str | None]:
     return {path.name: assess(cv2.imread(str(path))).reason for path in files}
 
