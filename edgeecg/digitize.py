@@ -154,10 +154,11 @@ def _turns_to_try(reading: Digitized | None, shape: tuple[int, ...]) -> tuple[in
 
     The calibration pulse is the page's own "this way up" mark, a step up from
     the baseline at a row's start or end. Pulses that all point down mean the
-    page is upside down. A page whose region is taller than wide (a landscape
-    printout scanned on its side) and that reads as no record, or shows no
-    pulse, may be on its side. A turned reading counts only when its pulses
-    then point up: without a pulse nothing tells 90 from 270 degrees.
+    page is upside down. A page whose region (the frame, when nothing could be
+    read) is taller than wide, a landscape printout scanned on its side, and
+    that reads as no record or shows no pulse, may be on its side. A turned
+    reading counts only when its pulses then point up: without a pulse nothing
+    tells 90 from 270 degrees.
     """
     if reading is not None and _points_down(reading):
         return (180,)
@@ -174,6 +175,7 @@ def _points_up(reading: Digitized) -> bool:
 
 
 def _points_down(reading: Digitized) -> bool:
+    """Pulses pointing down on at least half the rows, and three times as many as pointing up."""
     up, down = reading.pulses
     return down >= max(2, len(reading.rows) / 2) and down >= 3 * up
 
