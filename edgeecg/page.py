@@ -56,6 +56,7 @@ SLANT_DEG = 15.0  # ... slanted: this far from both level and upright (a QRS str
 # A phone photo is ~4000 px across (~14 px/mm on a page filling the frame); reading it at full size costs ~10x a
 # scan's time for no gain: 1800 px still gives ~6 px/mm on a full A4 frame (the shared scans have 4).
 MAX_READ_SIDE = 1800
+SMALL_REGION_SHARE = 0.6  # a region this small in that copy (a sheet on a desk) is read again at more of its own size
 MIN_PX_PER_MM, MAX_PX_PER_MM = 1.2, 40.0  # 1.2 px/mm is a 300 px wide page: below that no trace is readable
 MIN_PAPER_SHARE = 0.55  # paper is at least this bright relative to the brightest paper in view
 MIN_GRID_DENSITY = 0.12  # share of a 15 x 15 window (about 3 squares of 5 mm) on grid ink ...
@@ -406,17 +407,37 @@ def read_page(image_bgr: np.ndarray, row_span_s: float = 10.0, speed_mm_per_s: f
     period is the 1 mm or the 5 mm one (a row of trace spans about
     row_span_s * speed mm); the scale itself always comes from the grid.
     A frame larger than MAX_READ_SIDE is read from a copy of that size; the
-    returned quad is in the input's pixels all the same.
+    returned quad is in the input's pixels all the same. A region filling
+    less than SMALL_REGION_SHARE of that copy (a sheet photographed on a desk)
+    is then measured again from a copy of the frame where it is MAX_READ_SIDE
+    across (or from the frame itself), so it keeps the resolution it has.
     """
     if image_bgr.ndim == 2:
         image_bgr = cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2BGR)
     h, w = image_bgr.shape[:2]
     if max(h, w) <= MAX_READ_SIDE:
         return _read_page(image_bgr, row_span_s, speed_mm_per_s)
-    size = (max(2, round(w * MAX_READ_SIDE / max(h, w))), max(2, round(h * MAX_READ_SIDE / max(h, w))))
-    page = _read_page(cv2.resize(image_bgr, size, interpolation=cv2.INTER_AREA), row_span_s, speed_mm_per_s)
-    to_input = np.array([w / size[0], h / size[1]], np.float32)
+    copy, to_input = _at_most(image_bgr, MAX_READ_SIDE)
+    page = _read_page(copy, row_span_s, speed_mm_per_s)
+    longest = _longest_side(page.quad)
+    if longest <= SMALL_REGION_SHARE * MAX_READ_SIDE:
+        finer, to_input_finer = _at_most(image_bgr, round(max(copy.shape[:2]) * MAX_READ_SIDE / longest))
+        page = _measure(finer, page.quad * to_input / to_input_finer, page.outline_box, row_span_s, speed_mm_per_s)
+        to_input = to_input_finer
     return replace(page, quad=(page.quad * to_input).astype(np.float32))
+
+
+def _at_most(image: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the image, or a copy `side` px along its longer side when it is larger; input px per copy px, x and y)."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        return image, np.ones(2, np.float32)
+    size = (max(2, round(w * side / max(h, w))), max(2, round(h * side / max(h, w))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.array([w / size[0], h / size[1]], np.float32)
+
+
+def _longest_side(quad: np.ndarray) -> float:
+    return float(np.linalg.norm(quad - np.roll(quad, -1, axis=0), axis=1).max())
 
 
 def _read_page(image_bgr: np.ndarray, row_span_s: float, speed_mm_per_s: float) -> PageGeometry:

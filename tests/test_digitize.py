@@ -316,6 +316,20 @@ def test_a_red_grid_printout_scanned_in_greyscale_is_read(shared_ludb_dir):
         assert np.median([s.snr_db for s in scores if s is not None]) > 6.0, entry["image"]
 
 
+def test_a_sheet_filling_part_of_a_large_photo_keeps_its_resolution():
+    """A scan photographed on a desk, filling about half of a 2000 px frame: the frame is searched from its
+    1800 px copy, but the sheet is measured again at its own resolution (it was read at 0.9 of it)."""
+    scan = cv2.imread("examples/normal_normal_0120.jpg")
+    h, w = scan.shape[:2]
+    desk = np.full((int(h * 1.8), int(w * 1.8), 3), (60, 80, 100), np.uint8)
+    desk[int(h * 0.4): int(h * 0.4) + h, int(w * 0.4): int(w * 0.4) + w] = scan
+    on_desk, own = digitize(desk), digitize(scan)
+    assert on_desk.px_per_mm[0] == pytest.approx(own.px_per_mm[0], rel=0.02)
+    assert on_desk.layout == own.layout and not on_desk.partial
+    corner = on_desk.geometry.quad[0] - [int(w * 0.4), int(h * 0.4)]  # in the desk photo's own pixels
+    np.testing.assert_allclose(corner, own.geometry.quad[0], atol=3)
+
+
 def _check_read_as_the_template(files: list[Path]) -> None:
     """The Mendeley template: 3x4 panels + a rhythm strip, 10 mm/mV from its pulse, ~3.96 px/mm."""
     for path in files:
