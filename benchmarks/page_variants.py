@@ -79,7 +79,10 @@ def _pages(folder: Path, count: int) -> list[tuple[np.ndarray, np.ndarray, float
     for i in picks:
         record = wfdb.rdrecord(str(folder / entries[i]["record"]))
         order = [[name.lower() for name in record.sig_name].index(lead.lower()) for lead in LEADS]
-        pages.append((cv2.imread(str(folder / entries[i]["image"])), record.p_signal[:, order], float(record.fs)))
+        image = cv2.imread(str(folder / entries[i]["image"]))
+        if image is None:
+            raise EdgeECGError(f"{entries[i]['image']} cannot be read as an image")
+        pages.append((image, record.p_signal[:, order], float(record.fs)))
     return pages
 
 
