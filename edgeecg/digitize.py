@@ -28,7 +28,7 @@ import numpy as np
 from .crop import NoGridFound
 from .errors import EdgeECGError
 from .layouts import GAIN_MM_PER_MV, LAYOUTS, LEADS, RECORD_S, SPEED_MM_PER_S, Layout, Panel
-from .page import PageGeometry, ink_masks, read_page
+from .page import PageGeometry, ink_masks, read_page, running_extreme
 from .trace import TraceRow, assign_rows, find_baselines, sample_curve, trace_rows
 
 DEFAULT_RATE = 500.0
@@ -391,14 +391,12 @@ def _pulse_in(envelope: np.ndarray, ppm_x: float) -> tuple[float, int] | None:
 
 def _closing(values: np.ndarray, width: int) -> np.ndarray:
     """`values` with every dip narrower than `width` samples filled to the lower of its two sides: a
-    grey-level closing by a window of `width` | 1 samples; beyond the ends nothing counts."""
+    grey-level closing by a window of `width` | 1 samples (`page.running_extreme`; beyond the ends nothing
+    counts)."""
     if width < 2 or len(values) < 3:
         return values
-    half = width // 2
-    padded = np.pad(values, half, constant_values=-np.inf)
-    raised = np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).max(axis=1)
-    padded = np.pad(raised, half, constant_values=np.inf)
-    return np.lib.stride_tricks.sliding_window_view(padded, 2 * half + 1).min(axis=1)
+    row = values.reshape(1, -1)
+    return running_extreme(running_extreme(row, width | 1, 1, cv2.max), width | 1, 1, cv2.min).ravel()
 
 
 def _trace_gap(envelope: np.ndarray, after: int, ppm_x: float) -> float:
